@@ -1,0 +1,1 @@
+//! Fan-in: many streams merged into one, fairly.

@@ -1,0 +1,1 @@
+//! Fan-out: one stream split into many branches.

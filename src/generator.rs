@@ -1,0 +1,1 @@
+//! Generators: a producer written as async code, consumed as a `Stream`.

@@ -1,0 +1,68 @@
+//! Go's concurrency patterns, done right for Tokio.
+//!
+//! | Go | tokio-conc |
+//! |---|---|
+//! | generator: a goroutine sending on a returned channel | `generate(f)` (lazy), `generate_ahead(n, f)` / `s.prefetch(n)` (buffered) |
+//! | pipeline: stages joined by channels | chained [`ConcurrentStreamExt`] operators on any `Stream` |
+//! | fan-in: many channels merged into one | `fan_in(streams)`, `FanIn::push` |
+//! | fan-out: several goroutines reading one channel | `s.fan_out(n)`, `s.broadcast(n, cap)`, `s.partition(n, key)` |
+//! | worker pool: jobs channel, N goroutines, results channel | `s.par_map(n, f)`, `s.par_map_unordered(n, f)`, `WorkerPool` |
+//! | errgroup | `s.try_par_map(n, f)`, `TaskGroup` |
+//! | semaphore: a buffered channel of tokens | the `workers` bound of every pool operator; `TaskGroup::limit` |
+//! | rate limit: `time.Tick`, a bursty limiter | `s.rate_limit(Rate::per_second(n).burst(b))` |
+//! | `context.Context`: cancellation, deadline, values | [`TaskContext`] |
+//! | quit channel | [`TaskContext::cancel`], dropping a stream |
+//! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
+//!
+//! Everything comes in through the prelude:
+//!
+//! ```
+//! use tokio_conc::prelude::*;
+//! ```
+//!
+//! # Two ways to stop
+//!
+//! * **Close**: the input stream ends. Every operator finishes the work already
+//!   in flight, emits it, then ends its own output — a graceful drain.
+//! * **Cancel**: the [`TaskContext`] attached to an operator is cancelled (or its
+//!   deadline passes), or the consumer drops the operator's output. In-flight
+//!   work is dropped and every task the operator spawned ends. No spawned task
+//!   outlives the stream that owns it.
+//!
+//! # Bad input
+//!
+//! A zero worker count, buffer or capacity panics at construction with a message
+//! naming the argument, as `tokio::sync::mpsc::channel(0)` does — it never hangs.
+//! Operators that spawn tasks panic with the operator's name when used outside a
+//! Tokio runtime.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod context;
+pub mod fan_in;
+pub mod fan_out;
+pub mod generator;
+pub mod pool;
+pub mod rate;
+
+mod ext;
+mod internal;
+
+pub use context::{ContextError, TaskContext};
+pub use ext::ConcurrentStreamExt;
+
+/// The extension trait and the main types: `use tokio_conc::prelude::*;`.
+pub mod prelude {
+    pub use crate::context::{ContextError, SpanValue, TaskContext};
+    pub use crate::ext::ConcurrentStreamExt;
+
+    // generator + fan-in
+
+    // worker pools
+
+    // fan-out
+
+    // rate limiting
+}

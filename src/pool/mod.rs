@@ -1,0 +1,1 @@
+//! Worker pools that run in parallel on spawned Tokio tasks.

@@ -1,0 +1,1 @@
+//! Rate limiting on governor (GCRA), on Tokio's clock.
