@@ -61,6 +61,7 @@ pub mod prelude {
     // generator + fan-in
 
     // worker pools
+    pub use crate::pool::Workers;
 
     // fan-out
 

@@ -1,1 +1,5 @@
 //! Worker pools that run in parallel on spawned Tokio tasks.
+
+mod workers;
+
+pub use workers::Workers;
