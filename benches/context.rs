@@ -9,10 +9,10 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio_conc::context::TaskContext;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug)]
-struct Wanted(u64);
-#[derive(Debug)]
-struct Filler(u64);
+/// The value the lookups search for.
+struct Wanted(#[allow(dead_code)] u64);
+/// Values that sit between the lookup and `Wanted`.
+struct Filler(#[allow(dead_code)] u64);
 
 /// A chain of `depth` contexts: the value looked up sits at the root, under
 /// `depth - 1` contexts that carry other values, so a lookup walks the chain.

@@ -393,7 +393,7 @@ proptest! {
             nodes[n].cancel_with(io::Error::other(format!("cause {time}")));
             cancelled_at[n].get_or_insert(time);
         }
-        for n in 0..nodes.len() {
+        for (n, node) in nodes.iter().enumerate() {
             let mut earliest: Option<usize> = None;
             let mut cur = Some(n);
             while let Some(i) = cur {
@@ -403,9 +403,9 @@ proptest! {
                 cur = parent_of[i];
             }
             match earliest {
-                None => prop_assert_eq!(nodes[n].err(), None),
+                None => prop_assert_eq!(node.err(), None),
                 Some(t) => {
-                    let err = nodes[n].err().expect("cancelled");
+                    let err = node.err().expect("cancelled");
                     prop_assert_eq!(err.to_string(), format!("context cancelled: cause {t}"));
                 }
             }
