@@ -323,6 +323,10 @@ impl TaskContext {
             return self.derive(inherited, None);
         }
         let ctx = self.derive(Some(deadline), None);
+        if ctx.is_cancelled() {
+            // Born cancelled through an ancestor: its cause stands, no timer needed.
+            return ctx;
+        }
         if deadline <= Instant::now() {
             ctx.cancel_because(ContextError::DeadlineExceeded);
             return ctx;

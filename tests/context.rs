@@ -262,6 +262,16 @@ async fn inherited_deadline_spawns_no_timer() {
     assert_eq!(alive_tasks(), baseline + 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn deadline_under_a_cancelled_parent_keeps_the_parent_cause() {
+    let baseline = alive_tasks();
+    let parent = TaskContext::background();
+    parent.cancel_with(io::Error::other("gone"));
+    let child = parent.with_timeout(Duration::from_secs(5));
+    assert_eq!(alive_tasks(), baseline, "no timer for a context born cancelled");
+    assert_eq!(child.err().unwrap().to_string(), "context cancelled: gone");
+}
+
 #[test]
 fn from_token_is_a_child_scope_of_the_token() {
     let token = CancellationToken::new();
