@@ -43,22 +43,21 @@ async fn main() {
     let started = Instant::now();
     let mut group = TaskGroup::new(&TaskContext::background()).limit(4);
     for (url, millis) in urls {
-        group.spawn(async move {
-            fetch(url, Duration::from_millis(millis)).await.map(drop)
-        });
+        group.spawn(async move { fetch(url, Duration::from_millis(millis)).await.map(drop) });
     }
     match group.wait().await {
         Ok(()) => println!("all fetched"),
         Err(first) => println!("first error: {first}"),
     }
-    println!("done in {:?}, not the 2 s the slowest fetch needs", started.elapsed());
+    println!(
+        "done in {:?}, not the 2 s the slowest fetch needs",
+        started.elapsed()
+    );
 
     println!("\nthe same with keep_going: every fetch runs, every error is kept:");
     let mut group = TaskGroup::new(&TaskContext::background()).keep_going();
     for (url, millis) in urls.into_iter().take(3) {
-        group.spawn(async move {
-            fetch(url, Duration::from_millis(millis)).await.map(drop)
-        });
+        group.spawn(async move { fetch(url, Duration::from_millis(millis)).await.map(drop) });
     }
     println!("errors: {:?}", group.wait_all().await);
 }

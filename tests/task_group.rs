@@ -23,7 +23,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
             sleep(Duration::from_millis(1)).await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(10), wait).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .is_err()
+    {
         panic!("timed out waiting until {what}");
     }
 }
@@ -68,7 +71,11 @@ async fn the_first_error_in_time_wins_and_cancels_the_others() {
     let started = tokio::time::Instant::now();
     assert_eq!(group.wait().await, Err("early"));
     assert!(group_ctx.is_cancelled());
-    assert_eq!(saw_cancel.load(SeqCst), 3, "every sibling saw the cancellation");
+    assert_eq!(
+        saw_cancel.load(SeqCst),
+        3,
+        "every sibling saw the cancellation"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "siblings stopped at the first error, not after their minute"
@@ -87,7 +94,10 @@ async fn the_groups_context_is_a_child_of_the_parent() {
 
     let group: TaskGroup<()> = TaskGroup::new(&parent);
     parent.cancel();
-    assert!(group.context().is_cancelled(), "the parent's cancellation reaches the group");
+    assert!(
+        group.context().is_cancelled(),
+        "the parent's cancellation reaches the group"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -140,7 +150,11 @@ async fn after_a_failure_queued_tasks_never_start() {
         });
     }
     assert_eq!(group.wait_all().await, vec![1]);
-    assert_eq!(started.load(SeqCst), 2, "tasks 2..5 were queued behind the limit");
+    assert_eq!(
+        started.load(SeqCst),
+        2,
+        "tasks 2..5 were queued behind the limit"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -164,17 +178,30 @@ async fn a_panic_is_resumed_by_wait_and_cancels_the_group() {
         panic!("task {index} broke")
     });
 
-    let payload = AssertUnwindSafe(group.wait()).catch_unwind().await.unwrap_err();
-    assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("task 3 broke"));
+    let payload = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("task 3 broke")
+    );
     assert!(group_ctx.is_cancelled());
-    assert_eq!(saw_cancel.load(SeqCst), 1, "the panic cancelled the siblings");
+    assert_eq!(
+        saw_cancel.load(SeqCst),
+        1,
+        "the panic cancelled the siblings"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn wait_all_resumes_a_panic_too() {
     let mut group = TaskGroup::<()>::new(&TaskContext::background()).keep_going();
     group.spawn(async { panic!("boom") });
-    let payload = AssertUnwindSafe(group.wait_all()).catch_unwind().await.unwrap_err();
+    let payload = AssertUnwindSafe(group.wait_all())
+        .catch_unwind()
+        .await
+        .unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
 }
 
@@ -206,7 +233,10 @@ async fn errors_do_not_cancel_in_keep_going_mode() {
     let ctx = group_ctx.clone();
     group.spawn(async move {
         sleep(Duration::from_millis(10)).await;
-        assert!(!ctx.is_cancelled(), "an error does not cancel in keep_going mode");
+        assert!(
+            !ctx.is_cancelled(),
+            "an error does not cancel in keep_going mode"
+        );
         Err("second")
     });
     assert_eq!(group.wait().await, Err("first"));
@@ -230,7 +260,11 @@ async fn dropping_the_group_aborts_its_tasks() {
     drop(group);
     assert!(group_ctx.is_cancelled());
     until("the tasks are gone", || alive_tasks() == baseline).await;
-    assert_eq!(dropped.load(SeqCst), 5, "running and queued futures were all dropped");
+    assert_eq!(
+        dropped.load(SeqCst),
+        5,
+        "running and queued futures were all dropped"
+    );
 }
 
 #[tokio::test(start_paused = true)]

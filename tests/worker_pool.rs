@@ -25,7 +25,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(10), wait).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .is_err()
+    {
         panic!("timed out waiting until {what}");
     }
 }
@@ -80,7 +83,10 @@ async fn close_then_join_drains_every_accepted_job_and_ends_every_task() {
         assert_eq!(handle.await.unwrap(), i as u64, "every accepted job ran");
     }
     let stats = pool.stats();
-    assert_eq!((stats.submitted, stats.completed, stats.rejected), (10, 10, 1));
+    assert_eq!(
+        (stats.submitted, stats.completed, stats.rejected),
+        (10, 10, 1)
+    );
     assert_eq!(stats.workers, 0);
     until("the workers' tasks are gone", || alive_tasks() == baseline).await;
 }
@@ -109,7 +115,11 @@ async fn abort_drops_running_and_queued_jobs_and_their_handles_say_so() {
         assert!(err.is_aborted(), "{err:?}");
     }
     pool.join().await;
-    assert_eq!(dropped.load(SeqCst), 6, "every job was dropped, none leaked");
+    assert_eq!(
+        dropped.load(SeqCst),
+        6,
+        "every job was dropped, none leaked"
+    );
     let stats = pool.stats();
     assert_eq!((stats.failed, stats.running, stats.waiting), (6, 0, 0));
     assert!(pool.try_submit(async {}).unwrap_err().reason() == &RejectReason::Closed);
@@ -179,14 +189,21 @@ async fn try_submit_sheds_load_when_full_and_counts_it() {
 
     let rejected = pool.try_submit(async { 42 }).unwrap_err();
     assert!(rejected.is_full());
-    assert_eq!(rejected.into_job().await, 42, "the refused job comes back whole");
+    assert_eq!(
+        rejected.into_job().await,
+        42,
+        "the refused job comes back whole"
+    );
     assert!(pool.try_submit(async {}).unwrap_err().is_full());
     let stats = pool.stats();
     assert_eq!((stats.submitted, stats.rejected, stats.waiting), (3, 2, 2));
 
     gate.add_permits(1);
     until("a seat frees", || pool.stats().waiting == 1).await;
-    assert!(pool.try_submit(async {}).is_ok(), "room again after a job started");
+    assert!(
+        pool.try_submit(async {}).is_ok(),
+        "room again after a job started"
+    );
     gate.add_permits(3);
     for handle in handles {
         handle.await.unwrap();
@@ -210,10 +227,17 @@ async fn submit_waits_for_room_and_only_then_queues() {
     };
     settle().await;
     assert!(!submitter.is_finished());
-    assert_eq!(pool.stats().submitted, 2, "a waiting submit has queued nothing");
+    assert_eq!(
+        pool.stats().submitted,
+        2,
+        "a waiting submit has queued nothing"
+    );
 
     gate.add_permits(1); // first ends, second starts, a seat frees
-    until("the waiting submit is accepted", || pool.stats().submitted == 3).await;
+    until("the waiting submit is accepted", || {
+        pool.stats().submitted == 3
+    })
+    .await;
     gate.add_permits(1);
     assert_eq!(submitter.await.unwrap().unwrap(), "third");
     first.await.unwrap();
@@ -232,7 +256,11 @@ async fn submit_gives_up_when_the_callers_context_is_cancelled() {
     let waiting = {
         let pool = pool.clone();
         let request = request.clone();
-        tokio::spawn(request.clone().scope(async move { pool.submit(async { 5 }).await }))
+        tokio::spawn(
+            request
+                .clone()
+                .scope(async move { pool.submit(async { 5 }).await }),
+        )
     };
     settle().await;
     assert!(!waiting.is_finished(), "still waiting for room");
@@ -302,7 +330,10 @@ async fn a_pool_born_under_a_cancelled_context_refuses_work_without_hanging() {
     ctx.cancel();
     let pool = WorkerPool::new(Workers::new(2).context(&ctx));
     let rejected = pool.submit(async {}).await.unwrap_err();
-    assert_eq!(rejected.reason(), &RejectReason::Cancelled(ContextError::Cancelled));
+    assert_eq!(
+        rejected.reason(),
+        &RejectReason::Cancelled(ContextError::Cancelled)
+    );
     assert!(pool.try_submit(async {}).is_err());
     pool.join().await;
 }
@@ -322,7 +353,10 @@ async fn counters_account_for_every_job() {
         };
         handles.push(pool.submit(job).await.unwrap());
     }
-    let stuck = pool.submit(std::future::pending::<Result<u32, u32>>()).await.unwrap();
+    let stuck = pool
+        .submit(std::future::pending::<Result<u32, u32>>())
+        .await
+        .unwrap();
     let mut outputs = (0, 0, 0);
     for handle in handles {
         match handle.await {
@@ -358,10 +392,16 @@ async fn a_panic_reaches_the_handle_with_its_payload_and_the_worker_survives() {
         .unwrap()
         .await
         .unwrap_err();
-    assert_eq!(err.panic_message().as_deref(), Some("worker exploded on item 7"));
+    assert_eq!(
+        err.panic_message().as_deref(),
+        Some("worker exploded on item 7")
+    );
     assert_eq!(err.to_string(), "job panicked: worker exploded on item 7");
     let payload = err.into_panic();
-    assert_eq!(payload.downcast_ref::<String>().unwrap(), "worker exploded on item 7");
+    assert_eq!(
+        payload.downcast_ref::<String>().unwrap(),
+        "worker exploded on item 7"
+    );
 
     assert_eq!(pool.submit(async { 1 }).await.unwrap().await.unwrap(), 1);
     assert_eq!(pool.stats().workers, 1);
@@ -382,11 +422,19 @@ async fn resize_grows_and_shrinks_the_number_of_running_jobs() {
     pool.resize(4);
     settle().await;
     assert_eq!(pool.stats().workers, 4);
-    assert_eq!(pool.stats().running, 4, "growing starts workers on queued jobs");
+    assert_eq!(
+        pool.stats().running,
+        4,
+        "growing starts workers on queued jobs"
+    );
 
     pool.resize(2);
     settle().await;
-    assert_eq!(pool.stats().running, 4, "busy workers finish their job first");
+    assert_eq!(
+        pool.stats().running,
+        4,
+        "busy workers finish their job first"
+    );
     gate.add_permits(2);
     until("two workers left", || pool.stats().workers == 2).await;
     settle().await;
@@ -448,7 +496,11 @@ async fn a_dropped_handle_does_not_cancel_its_job() {
     let ran = Arc::new(AtomicUsize::new(0));
     let pool = WorkerPool::new(1);
     let r = ran.clone();
-    drop(pool.submit(async move { r.fetch_add(1, SeqCst) }).await.unwrap());
+    drop(
+        pool.submit(async move { r.fetch_add(1, SeqCst) })
+            .await
+            .unwrap(),
+    );
     pool.join().await;
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(pool.stats().completed, 1);
@@ -496,10 +548,7 @@ async fn cpu_bound_jobs_run_on_two_threads_at_once() {
     assert!(threads.len() >= 2, "all jobs ran on one thread");
     let overlapping = runs
         .iter()
-        .filter(|a| {
-            runs.iter()
-                .any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2)
-        })
+        .filter(|a| runs.iter().any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2))
         .count();
     assert!(
         overlapping >= JOBS / 2,
@@ -577,4 +626,33 @@ proptest! {
             until("the workers' tasks are gone", || alive_tasks() == baseline).await;
         });
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_job_wakes_an_idle_worker_never_a_busy_one() {
+    let (long, short) = (gate(), gate());
+    let pool = WorkerPool::new(Workers::new(2).buffer(4));
+    settle().await; // both workers wait for work
+    let (l, s) = (long.clone(), short.clone());
+    let first = pool.submit(async move { pass(&l).await }).await.unwrap();
+    settle().await;
+    let second = pool.submit(async move { pass(&s).await }).await.unwrap();
+    settle().await;
+    assert_eq!(pool.stats().running, 2);
+    short.add_permits(1);
+    second.await.unwrap();
+    tokio::task::yield_now().await;
+
+    // One worker is busy until `long` opens; the other is idle and must take this.
+    let third = pool
+        .submit(async { "ran beside the busy worker" })
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(1), third).await;
+    assert_eq!(
+        done.expect("the idle worker was not woken").unwrap(),
+        "ran beside the busy worker"
+    );
+    long.add_permits(1);
+    first.await.unwrap();
 }

@@ -208,7 +208,12 @@ impl<E: Send + 'static> TaskGroup<E> {
         let fail_fast = self.fail_fast;
         let run = async move {
             let _slot = match limit {
-                Some(limit) => Some(limit.acquire_owned().await.expect("the limit is never closed")),
+                Some(limit) => Some(
+                    limit
+                        .acquire_owned()
+                        .await
+                        .expect("the limit is never closed"),
+                ),
                 None => None,
             };
             if outcome.failed.load(Relaxed) {

@@ -191,7 +191,9 @@ impl JobError {
     }
 
     pub(super) fn aborted() -> Self {
-        JobError { kind: Kind::Aborted }
+        JobError {
+            kind: Kind::Aborted,
+        }
     }
 
     pub(super) fn cancelled(reason: ContextError) -> Self {
@@ -284,7 +286,9 @@ impl JobError {
         let Kind::Panicked(payload) = &self.kind else {
             return None;
         };
-        let payload = payload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let payload = payload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         message_of(payload.as_ref()).map(str::to_owned)
     }
 
@@ -302,9 +306,9 @@ impl JobError {
     /// ```
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JobError> {
         match self.kind {
-            Kind::Panicked(payload) => {
-                Ok(payload.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))
-            }
+            Kind::Panicked(payload) => Ok(payload
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())),
             kind => Err(JobError { kind }),
         }
     }

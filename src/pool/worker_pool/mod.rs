@@ -123,7 +123,12 @@ impl WorkerPool {
         let ctx = workers
             .task_context()
             .map_or_else(TaskContext::background, TaskContext::child);
-        let shared = Shared::new(ctx, workers.buffer_size(), runtime, workers.label().to_owned());
+        let shared = Shared::new(
+            ctx,
+            workers.buffer_size(),
+            runtime,
+            workers.label().to_owned(),
+        );
         shared.resize(workers.count());
         if shared.ctx.is_cancelled() {
             // Born stopped: no worker will ever see the cancellation to close

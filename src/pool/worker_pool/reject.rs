@@ -30,7 +30,9 @@ impl fmt::Display for RejectReason {
         match self {
             RejectReason::Full => f.write_str("worker pool queue is full"),
             RejectReason::Closed => f.write_str("worker pool is closed"),
-            RejectReason::Cancelled(reason) => write!(f, "worker pool submission stopped: {reason}"),
+            RejectReason::Cancelled(reason) => {
+                write!(f, "worker pool submission stopped: {reason}")
+            }
         }
     }
 }

@@ -87,7 +87,9 @@ impl Shared {
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
         // The lock guards only plain bookkeeping that no panic leaves half done.
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -218,32 +220,36 @@ impl Shared {
 
     async fn work(self: Arc<Self>, _gone: WorkerGone) {
         loop {
-            // Registered before looking at the queue, so a job submitted
-            // between the look and the wait still wakes this worker.
-            let wakeup = self.idle.notified();
-            tokio::pin!(wakeup);
-            wakeup.as_mut().enable();
-            match self.next() {
-                Next::Run(job) => {
-                    drop(wakeup);
-                    // Frees the job's place in the queue for the next submitter.
-                    drop(job.seat);
-                    tokio::select! {
-                        biased;
-                        () = self.ctx.cancelled() => return self.stop(),
-                        () = job.work => {}
+            let job = {
+                // Registered before looking at the queue, so a job submitted
+                // between the look and the wait still wakes this worker.
+                let wakeup = self.idle.notified();
+                tokio::pin!(wakeup);
+                wakeup.as_mut().enable();
+                match self.next() {
+                    Next::Run(job) => job,
+                    Next::Leave => return,
+                    Next::Wait => {
+                        tokio::select! {
+                            biased;
+                            () = self.ctx.cancelled() => return self.stop(),
+                            () = wakeup => continue,
+                        }
                     }
-                    // A worker with a long queue of quick jobs would otherwise
-                    // never give its thread back.
-                    tokio::task::coop::consume_budget().await;
                 }
-                Next::Wait => tokio::select! {
-                    biased;
-                    () = self.ctx.cancelled() => return self.stop(),
-                    () = wakeup => {}
-                },
-                Next::Leave => return,
+                // The registration ends here: a busy worker must not be the
+                // one a new job's wake-up goes to while idle ones sleep.
+            };
+            // Frees the job's place in the queue for the next submitter.
+            drop(job.seat);
+            tokio::select! {
+                biased;
+                () = self.ctx.cancelled() => return self.stop(),
+                () = job.work => {}
             }
+            // A worker with a long queue of quick jobs would otherwise never
+            // give its thread back.
+            tokio::task::coop::consume_budget().await;
         }
     }
 }
