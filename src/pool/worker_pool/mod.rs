@@ -197,9 +197,9 @@ impl WorkerPool {
                 return Err(shared.reject(RejectReason::Cancelled(reason), job));
             }
             () = shared.ctx.cancelled() => return Err(shared.reject(shared.why_closed(), job)),
-            seat = Arc::clone(&shared.seats).acquire_owned() => match seat {
-                Ok(seat) => seat,
-                Err(_) => return Err(shared.reject(shared.why_closed(), job)),
+            seat = shared.take_seat() => match seat {
+                Some(seat) => seat,
+                None => return Err(shared.reject(shared.why_closed(), job)),
             },
         };
         shared.enqueue(job, seat)
@@ -230,7 +230,7 @@ impl WorkerPool {
         if shared.ctx.is_cancelled() {
             return Err(shared.reject(shared.why_closed(), job));
         }
-        match Arc::clone(&shared.seats).try_acquire_owned() {
+        match shared.try_seat() {
             Ok(seat) => shared.enqueue(job, seat),
             Err(TryAcquireError::NoPermits) => Err(shared.reject(RejectReason::Full, job)),
             Err(TryAcquireError::Closed) => Err(shared.reject(shared.why_closed(), job)),

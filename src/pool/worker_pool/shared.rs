@@ -11,11 +11,11 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -29,7 +29,9 @@ pub(super) struct Shared {
     pub(super) counters: Arc<Counters>,
     /// One permit per free place in the queue; a job gives its permit back
     /// when a worker takes it.
-    pub(super) seats: Arc<Semaphore>,
+    seats: Arc<Semaphore>,
+    /// Submitters parked until a seat frees (see [`Shared::take_seat`]).
+    waiting_submitters: AtomicUsize,
     pub(super) tracker: TaskTracker,
     queue: Mutex<Queue>,
     /// Wakes idle workers: one per submitted job, all on close/resize/stop.
@@ -69,6 +71,7 @@ impl Shared {
             ctx,
             counters: Arc::default(),
             seats: Arc::new(Semaphore::new(buffer)),
+            waiting_submitters: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
             queue: Mutex::new(Queue {
                 jobs: VecDeque::with_capacity(buffer),
@@ -94,6 +97,24 @@ impl Shared {
 
     pub(super) fn is_closed(&self) -> bool {
         self.queue().closed
+    }
+
+    /// A place in the queue, now if there is one (`Err(Full)` from `try_seat`).
+    pub(super) fn try_seat(&self) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        Arc::clone(&self.seats).try_acquire_owned()
+    }
+
+    /// A place in the queue, waiting for one; `None` once the pool is closed.
+    /// Cancel-safe.
+    pub(super) async fn take_seat(&self) -> Option<OwnedSemaphorePermit> {
+        match self.try_seat() {
+            Ok(seat) => return Some(seat),
+            Err(TryAcquireError::Closed) => return None,
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        self.waiting_submitters.fetch_add(1, Relaxed);
+        let _counted = WaitingSubmitter(self);
+        Arc::clone(&self.seats).acquire_owned().await.ok()
     }
 
     /// Queues `fut` on the seat it holds, or gives it back if the pool closed
@@ -242,6 +263,12 @@ impl Shared {
             };
             // Frees the job's place in the queue for the next submitter.
             drop(job.seat);
+            if self.waiting_submitters.load(Relaxed) > 0 {
+                // That woke a submitter into this thread's LIFO slot, which no
+                // other thread can steal from: let it queue its job before
+                // this one holds the thread, or the other workers run dry.
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
                 biased;
                 () = self.ctx.cancelled() => return self.stop(),
@@ -251,6 +278,15 @@ impl Shared {
             // give its thread back.
             tokio::task::coop::consume_budget().await;
         }
+    }
+}
+
+/// Counts a submitter out of [`Shared::take_seat`] however it leaves.
+struct WaitingSubmitter<'a>(&'a Shared);
+
+impl Drop for WaitingSubmitter<'_> {
+    fn drop(&mut self) {
+        self.0.waiting_submitters.fetch_sub(1, Relaxed);
     }
 }
 
