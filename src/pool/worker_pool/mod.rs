@@ -129,12 +129,7 @@ impl WorkerPool {
             runtime,
             workers.label().to_owned(),
         );
-        shared.resize(workers.count());
-        if shared.ctx.is_cancelled() {
-            // Born stopped: no worker will ever see the cancellation to close
-            // the queue, so do it here.
-            shared.stop();
-        }
+        shared.start(workers.count());
         WorkerPool {
             _last_clone: Arc::new(LastClone(Arc::clone(&shared))),
             shared,
@@ -144,13 +139,16 @@ impl WorkerPool {
     /// Queues `job`, waiting for room if the queue is full, and returns a
     /// handle to its output.
     ///
-    /// While it waits, it gives up — returning the job in [`Rejected`] — when
-    /// the pool is closed or stopped ([`RejectReason::Closed`] or
-    /// [`RejectReason::Cancelled`] with the pool context's reason), or when the
-    /// **caller's** [`TaskContext::current`] is cancelled
+    /// A pool that is closed or stopped refuses the job at once
+    /// ([`RejectReason::Closed`], or [`RejectReason::Cancelled`] with the pool
+    /// context's reason), also while waiting. While it waits for room, it also
+    /// gives up when the **caller's** [`TaskContext::current`] is cancelled
     /// ([`RejectReason::Cancelled`] with the caller's reason): a request that
-    /// was given up on should not wait for a worker. Cancel-safe: dropping the
-    /// returned future before it completes queues nothing.
+    /// was given up on should not wait for a worker. When there is room, the
+    /// job is queued at once without consulting the caller's context — as in
+    /// Go, where a `select` on a free channel send and `ctx.Done()` may take
+    /// either. A refused job comes back in [`Rejected`]. Cancel-safe:
+    /// dropping the returned future before it completes queues nothing.
     ///
     /// A job that submits to its own pool and waits for room can deadlock once
     /// every worker does the same, as in Go; use [`try_submit`](Self::try_submit)
@@ -183,24 +181,29 @@ impl WorkerPool {
         if shared.ctx.is_cancelled() {
             return Err(shared.reject(shared.why_closed(), job));
         }
-        let caller = TaskContext::current();
-        let caller_gave_up = async {
-            match &caller {
-                Some(ctx) => ctx.cancelled().await,
-                None => std::future::pending().await,
+        let seat = match shared.try_seat() {
+            Ok(seat) => seat,
+            Err(TryAcquireError::Closed) => return Err(shared.reject(shared.why_closed(), job)),
+            Err(TryAcquireError::NoPermits) => {
+                let caller = TaskContext::current();
+                let caller_gave_up = async {
+                    match &caller {
+                        Some(ctx) => ctx.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = caller_gave_up => {
+                        let reason = caller.as_ref().and_then(TaskContext::err).unwrap_or(ContextError::Cancelled);
+                        return Err(shared.reject(RejectReason::Cancelled(reason), job));
+                    }
+                    seat = shared.take_seat() => match seat {
+                        Some(seat) => seat,
+                        None => return Err(shared.reject(shared.why_closed(), job)),
+                    },
+                }
             }
-        };
-        let seat = tokio::select! {
-            biased;
-            () = caller_gave_up => {
-                let reason = caller.as_ref().and_then(TaskContext::err).unwrap_or(ContextError::Cancelled);
-                return Err(shared.reject(RejectReason::Cancelled(reason), job));
-            }
-            () = shared.ctx.cancelled() => return Err(shared.reject(shared.why_closed(), job)),
-            seat = shared.take_seat() => match seat {
-                Some(seat) => seat,
-                None => return Err(shared.reject(shared.why_closed(), job)),
-            },
         };
         shared.enqueue(job, seat)
     }
