@@ -62,7 +62,7 @@ pub mod prelude {
 
     // worker pools
     pub use crate::pool::Workers;
-    pub use crate::pool::{JobError, JobHandle, RejectReason, TaskGroup, WorkerPool};
+    pub use crate::pool::{TaskGroup, WorkerPool};
 
     // fan-out
 

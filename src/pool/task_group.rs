@@ -36,6 +36,9 @@ use crate::internal::runtime_handle;
 /// * The group's context is a [child](TaskContext::child) of the one given to
 ///   [`new`](Self::new): cancelling the parent cancels the group too, never
 ///   the reverse. It is also cancelled when `wait` returns, as Go's is.
+///   A cancelled parent does not keep tasks from starting: they start, see the
+///   cancelled context and report what they choose, so `wait` never reports
+///   success for work that was silently skipped.
 /// * Dropping the group (or the `wait` future) aborts its tasks: none outlives it.
 ///
 /// ```

@@ -160,6 +160,7 @@ impl<T> fmt::Debug for JobHandle<T> {
 /// [resume](std::panic::resume_unwind) it or read its message.
 ///
 /// ```
+/// use tokio_conc::pool::JobError;
 /// use tokio_conc::prelude::*;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

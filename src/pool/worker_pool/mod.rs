@@ -155,6 +155,7 @@ impl WorkerPool {
     /// there.
     ///
     /// ```
+    /// use tokio_conc::pool::RejectReason;
     /// use tokio_conc::prelude::*;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
