@@ -507,18 +507,6 @@ async fn a_dropped_handle_does_not_cancel_its_job() {
     assert_eq!(pool.stats().completed, 1);
 }
 
-/// Spins for `d` of real time: work that holds its thread.
-fn spin(d: Duration) -> u64 {
-    let start = std::time::Instant::now();
-    let mut x = 0_u64;
-    while start.elapsed() < d {
-        for i in 0..1_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
-        }
-    }
-    x
-}
-
 /// Holds its thread (never yields) until job `i ^ 1`, its partner, has
 /// started too; gives up after a while so a broken pool fails instead of
 /// hanging. Returns whether the partner showed up, and where this job ran.
