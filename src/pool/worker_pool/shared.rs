@@ -279,22 +279,27 @@ impl Shared {
 
     async fn work(self: Arc<Self>, _gone: WorkerGone) {
         loop {
-            let job = {
-                // Registered before looking at the queue, so a job submitted
-                // between the look and the wait still wakes this worker.
-                let wakeup = self.idle.notified();
-                tokio::pin!(wakeup);
-                wakeup.as_mut().enable();
-                match self.next() {
-                    Next::Run(job) => job,
-                    Next::Leave => return,
-                    Next::Wait => {
-                        wakeup.await;
-                        continue;
+            let job = match self.next() {
+                Next::Run(job) => job,
+                Next::Leave => return,
+                Next::Wait => {
+                    // Registered before looking again, so a job submitted
+                    // between the look and the wait still wakes this worker.
+                    // Only an idle worker registers: a busy one must never be
+                    // the one a new job's wake-up goes to while idle ones
+                    // sleep (and registering costs a lock per job).
+                    let wakeup = self.idle.notified();
+                    tokio::pin!(wakeup);
+                    wakeup.as_mut().enable();
+                    match self.next() {
+                        Next::Run(job) => job,
+                        Next::Leave => return,
+                        Next::Wait => {
+                            wakeup.await;
+                            continue;
+                        }
                     }
                 }
-                // The registration ends here: a busy worker must not be the
-                // one a new job's wake-up goes to while idle ones sleep.
             };
             // Frees the job's place in the queue for the next submitter.
             drop(job.seat);
