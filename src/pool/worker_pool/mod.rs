@@ -38,6 +38,15 @@ use crate::internal::runtime_handle;
 /// and the worker's index (counting from 0 in start order), nested in the
 /// context's [span](TaskContext::span).
 ///
+/// A panic in a job is caught: the worker goes on with the next job, and the
+/// job's handle gets a [`JobError`] carrying the payload (counted in
+/// [`PoolStats::panicked`]).
+///
+/// Each job costs two small allocations (the job and its result slot) and a
+/// hand-off of roughly a microsecond, so the pool suits jobs of microseconds
+/// and up; for a stream of many tiny items, prefer the stream operators
+/// (`par_map` and friends), which batch their hand-offs.
+///
 /// The pool's context is a [child](TaskContext::child) of the one given with
 /// [`Workers::context`] (or a fresh root): cancelling that context stops the
 /// pool like [`abort`](Self::abort) does, except that handles report
@@ -50,7 +59,9 @@ use crate::internal::runtime_handle;
 /// end and its queued jobs are dropped (their handles report
 /// [`JobError::is_aborted`]). After `close`, dropping the pool lets the workers
 /// finish the queue in the background and then end, since the caller asked for
-/// that work to be done; await [`join`](Self::join) to know when.
+/// that work to be done; await [`join`](Self::join) to know when. Besides its
+/// workers the pool runs one small task watching its context; it ends with
+/// them.
 ///
 /// # Panics
 ///
