@@ -362,3 +362,14 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn the_group_and_its_wait_can_move_between_tasks() {
+    fn assert_send<T: Send>(_: &T) {}
+    let mut group = TaskGroup::<String>::new(&TaskContext::background());
+    group.spawn(async { Ok(()) });
+    let waited = tokio::spawn(async move { group.wait().await });
+    assert_eq!(waited.await.unwrap(), Ok(()));
+    let group = TaskGroup::<String>::new(&TaskContext::background());
+    assert_send(&group.wait_all());
+}

@@ -709,3 +709,22 @@ fn jobs_log_inside_a_span_naming_the_pool_and_the_worker() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn pool_handles_and_submissions_can_move_between_tasks() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let pool = WorkerPool::new(1);
+    assert_send_sync(&pool);
+    let submission = pool.submit(async { 1 });
+    assert_send_sync(&submission);
+    let handle = submission.await.unwrap();
+    assert_send_sync(&handle);
+    let err = WorkerPool::new(1)
+        .submit(async { panic!("x") })
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_send_sync(&err);
+    assert_eq!(tokio::spawn(handle).await.unwrap().unwrap(), 1);
+}
