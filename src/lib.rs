@@ -62,6 +62,7 @@ pub mod prelude {
 
     // worker pools
     pub use crate::pool::Workers;
+    pub use crate::pool::{TaskGroup, WorkerPool};
 
     // fan-out
 

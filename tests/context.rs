@@ -268,7 +268,11 @@ async fn deadline_under_a_cancelled_parent_keeps_the_parent_cause() {
     let parent = TaskContext::background();
     parent.cancel_with(io::Error::other("gone"));
     let child = parent.with_timeout(Duration::from_secs(5));
-    assert_eq!(alive_tasks(), baseline, "no timer for a context born cancelled");
+    assert_eq!(
+        alive_tasks(),
+        baseline,
+        "no timer for a context born cancelled"
+    );
     assert_eq!(child.err().unwrap().to_string(), "context cancelled: gone");
 }
 

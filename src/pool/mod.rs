@@ -3,3 +3,10 @@
 mod workers;
 
 pub use workers::Workers;
+
+// WorkerPool and TaskGroup: long-lived pools and Go's errgroup.
+mod task_group;
+mod worker_pool;
+
+pub use task_group::TaskGroup;
+pub use worker_pool::{JobError, JobHandle, PoolStats, RejectReason, Rejected, WorkerPool};

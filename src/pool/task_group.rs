@@ -1,0 +1,326 @@
+//! [`TaskGroup`]: Go's `errgroup` — run tasks together, get the first error,
+//! and cancel the rest through a shared context.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, resume_unwind};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures::FutureExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::context::TaskContext;
+use crate::internal::runtime_handle;
+
+/// A group of tasks that succeed or fail together — Go's `errgroup.Group` made
+/// with `errgroup.WithContext`.
+///
+/// * [`spawn`](Self::spawn) runs a fallible future on its own Tokio task, with the
+///   group's [`context`](Self::context) current.
+/// * The **first** task to return `Err` (by time, not by spawn order) cancels the
+///   group's context, so the other tasks, watching it, can stop early.
+///   Cancellation is cooperative, as in Go: a task ends when it notices (for
+///   example through [`TaskContext::run`]) and returns whatever it chooses.
+///   Tasks not yet started by then (queued behind a [`limit`](Self::limit), or
+///   spawned later) are never started.
+/// * [`wait`](Self::wait) waits for every task, then returns the first error;
+///   [`wait_all`](Self::wait_all) returns all of them. With
+///   [`keep_going`](Self::keep_going) an error does not cancel anything, so
+///   every task runs to its end and `wait_all` reports every failure.
+/// * A **panic** in a task is never lost: it cancels the group's context (in
+///   both modes) and is resumed by `wait`/`wait_all` once every task has ended.
+///   A panic wins over errors, and the first panic over later ones.
+/// * The group's context is a [child](TaskContext::child) of the one given to
+///   [`new`](Self::new): cancelling the parent cancels the group too, never
+///   the reverse. It is also cancelled when `wait` returns, as Go's is.
+///   A cancelled parent does not keep tasks from starting: they start, see the
+///   cancelled context and report what they choose, so `wait` never reports
+///   success for work that was silently skipped.
+/// * Dropping the group (or the `wait` future) aborts its tasks: none outlives it.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio_conc::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut group = TaskGroup::new(&TaskContext::background());
+/// for n in 1..=3_u64 {
+///     let ctx = group.context().clone();
+///     group.spawn(async move {
+///         if n == 2 {
+///             return Err(format!("task {n} failed"));
+///         }
+///         // Slow tasks give up when a sibling fails.
+///         ctx.run(tokio::time::sleep(Duration::from_secs(n * 10)))
+///             .await
+///             .map_err(|stopped| format!("task {n}: {stopped}"))
+///     });
+/// }
+/// assert_eq!(group.wait().await, Err("task 2 failed".to_string()));
+/// # }
+/// ```
+pub struct TaskGroup<E> {
+    ctx: TaskContext,
+    tasks: JoinSet<()>,
+    outcome: Arc<Outcome<E>>,
+    limit: Option<Arc<Semaphore>>,
+    fail_fast: bool,
+    span: tracing::Span,
+}
+
+/// What the tasks report, in the order it happened.
+struct Outcome<E> {
+    errors: Mutex<Vec<E>>,
+    panic: Mutex<Option<Box<dyn Any + Send + 'static>>>,
+    /// Set by the first error (fail-fast mode) or panic: nothing new starts.
+    failed: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only pushes and takes happen under these locks; a poisoned one is whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<E: Send + 'static> TaskGroup<E> {
+    /// An empty group whose context is a child of `ctx`.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// let parent = TaskContext::background();
+    /// let group: TaskGroup<std::io::Error> = TaskGroup::new(&parent);
+    /// parent.cancel();
+    /// assert!(group.context().is_cancelled());
+    /// ```
+    pub fn new(ctx: &TaskContext) -> Self {
+        let ctx = ctx.child();
+        TaskGroup {
+            span: ctx.span(),
+            ctx,
+            tasks: JoinSet::new(),
+            outcome: Arc::new(Outcome {
+                errors: Mutex::new(Vec::new()),
+                panic: Mutex::new(None),
+                failed: AtomicBool::new(false),
+            }),
+            limit: None,
+            fail_fast: true,
+        }
+    }
+
+    /// At most `limit` tasks run at once (Go's `SetLimit`). [`spawn`](Self::spawn)
+    /// never waits: a task spawned while `limit` are running is queued (as a
+    /// parked Tokio task holding its future) and starts, in spawn order, when
+    /// one ends. Set it before spawning: tasks already spawned keep the limit
+    /// they were spawned under.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is 0: no task could ever start.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(2);
+    /// for _ in 0..10 {
+    ///     group.spawn(async { Ok(()) });
+    /// }
+    /// assert_eq!(group.wait().await, Ok(()));
+    /// # }
+    /// ```
+    pub fn limit(mut self, limit: usize) -> Self {
+        assert!(limit > 0, "`limit` must be at least 1, got 0");
+        self.limit = Some(Arc::new(Semaphore::new(limit)));
+        self
+    }
+
+    /// Errors no longer cancel the group's context or stop queued tasks: every
+    /// task runs to its end, and [`wait_all`](Self::wait_all) reports every
+    /// error (Go's `errors.Join` over all results). Panics still cancel.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::new(&TaskContext::background()).keep_going();
+    /// for n in 0..5 {
+    ///     group.spawn(async move { if n % 2 == 0 { Err(n) } else { Ok(()) } });
+    /// }
+    /// let mut errors = group.wait_all().await;
+    /// errors.sort();
+    /// assert_eq!(errors, vec![0, 2, 4]);
+    /// # }
+    /// ```
+    pub fn keep_going(mut self) -> Self {
+        self.fail_fast = false;
+        self
+    }
+
+    /// The group's context: current inside every task; cancelled by the first
+    /// error (unless [`keep_going`](Self::keep_going)), by a panic, by the parent
+    /// context, and when the group is waited on or dropped.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// let group: TaskGroup<()> = TaskGroup::new(&TaskContext::background());
+    /// assert!(!group.context().is_cancelled());
+    /// ```
+    pub fn context(&self) -> &TaskContext {
+        &self.ctx
+    }
+
+    /// Runs `task` on a new Tokio task in the group, with the group's context
+    /// as [`TaskContext::current`] and inside its span. Never waits; see
+    /// [`limit`](Self::limit) for how a limit queues tasks. A task spawned after
+    /// the group has failed is never started.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::new(&TaskContext::background());
+    /// group.spawn(async {
+    ///     let ctx = TaskContext::current().expect("the group's context is current");
+    ///     assert!(!ctx.is_cancelled());
+    ///     Ok::<(), String>(())
+    /// });
+    /// group.wait().await.unwrap();
+    /// # }
+    /// ```
+    pub fn spawn<F>(&mut self, task: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let runtime = runtime_handle("TaskGroup::spawn");
+        let ctx = self.ctx.clone();
+        let outcome = Arc::clone(&self.outcome);
+        let limit = self.limit.clone();
+        let fail_fast = self.fail_fast;
+        let run = async move {
+            let _slot = match limit {
+                Some(limit) => Some(
+                    limit
+                        .acquire_owned()
+                        .await
+                        .expect("the limit is never closed"),
+                ),
+                None => None,
+            };
+            if outcome.failed.load(Relaxed) {
+                return;
+            }
+            match AssertUnwindSafe(task).catch_unwind().await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    lock(&outcome.errors).push(error);
+                    if fail_fast {
+                        outcome.failed.store(true, Relaxed);
+                        ctx.cancel();
+                    }
+                }
+                Err(payload) => {
+                    lock(&outcome.panic).get_or_insert(payload);
+                    outcome.failed.store(true, Relaxed);
+                    ctx.cancel();
+                }
+            }
+        };
+        let run = self.ctx.scope(run).instrument(self.span.clone());
+        self.tasks.spawn_on(run, &runtime);
+    }
+
+    /// Waits for every task to end, then returns the first error, if any.
+    ///
+    /// # Panics
+    ///
+    /// Resumes the first panic of any task, once every task has ended.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::new(&TaskContext::background());
+    /// group.spawn(async { Err("disk full") });
+    /// group.spawn(async { Ok(()) });
+    /// assert_eq!(group.wait().await, Err("disk full"));
+    /// # }
+    /// ```
+    pub async fn wait(mut self) -> Result<(), E> {
+        self.settle().await;
+        match lock(&self.outcome.errors).drain(..).next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for every task to end, then returns every error in the order they
+    /// happened — empty when all succeeded. In the default fail-fast mode that
+    /// is the first error and those of tasks that were already running; with
+    /// [`keep_going`](Self::keep_going), one per failed task.
+    ///
+    /// # Panics
+    ///
+    /// Resumes the first panic of any task, once every task has ended.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::<&str>::new(&TaskContext::background());
+    /// group.spawn(async { Ok(()) });
+    /// assert!(group.wait_all().await.is_empty());
+    /// # }
+    /// ```
+    pub async fn wait_all(mut self) -> Vec<E> {
+        self.settle().await;
+        std::mem::take(&mut *lock(&self.outcome.errors))
+    }
+
+    async fn settle(&mut self) {
+        while let Some(joined) = self.tasks.join_next().await {
+            // Tasks catch their own panics; this is only the runtime going away.
+            if let Err(error) = joined {
+                if error.is_panic() {
+                    resume_unwind(error.into_panic());
+                }
+            }
+        }
+        let panic = lock(&self.outcome.panic).take();
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
+    }
+}
+
+impl<E> Drop for TaskGroup<E> {
+    fn drop(&mut self) {
+        // The JoinSet aborts the tasks; cancelling tells anyone else watching
+        // the context that the group is gone.
+        self.ctx.cancel();
+    }
+}
+
+impl<E> std::fmt::Debug for TaskGroup<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskGroup")
+            .field("tasks", &self.tasks.len())
+            .field("fail_fast", &self.fail_fast)
+            .field("context", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}

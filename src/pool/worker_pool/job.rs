@@ -1,0 +1,379 @@
+//! A job in the queue, the [`JobHandle`] its submitter awaits, and [`JobError`].
+
+use std::any::Any;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use super::shared::Shared;
+use super::stats::Counters;
+use crate::context::ContextError;
+
+/// A queued job: the type-erased work, and its seat in the queue, given back
+/// when a worker takes the job.
+pub(super) struct Job {
+    pub(super) work: BoxFuture<'static, ()>,
+    pub(super) seat: OwnedSemaphorePermit,
+}
+
+impl Job {
+    /// Wraps `fut` so that running it counts it and sends its outcome to the
+    /// returned receiver; dropping it unfinished counts it as failed.
+    pub(super) fn new<F>(
+        fut: F,
+        seat: OwnedSemaphorePermit,
+        counters: Arc<Counters>,
+    ) -> (Job, oneshot::Receiver<Result<F::Output, JobError>>)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let mut report = Report {
+            tx: Some(tx),
+            counters,
+            started: false,
+        };
+        let work = async move {
+            report.start();
+            let outcome = AssertUnwindSafe(fut).catch_unwind().await;
+            report.finish(outcome.map_err(JobError::panicked));
+        };
+        (
+            Job {
+                work: Box::pin(work),
+                seat,
+            },
+            rx,
+        )
+    }
+}
+
+/// Keeps the counters true to what happened to one job, however it ended.
+struct Report<T> {
+    tx: Option<oneshot::Sender<Result<T, JobError>>>,
+    counters: Arc<Counters>,
+    started: bool,
+}
+
+impl<T> Report<T> {
+    fn start(&mut self) {
+        self.started = true;
+        self.counters.running.fetch_add(1, Relaxed);
+    }
+
+    fn finish(&mut self, outcome: Result<T, JobError>) {
+        // Counted before the result is sent, so a caller who has awaited the
+        // handle reads counters that already include this job.
+        self.counters.running.fetch_sub(1, Relaxed);
+        match &outcome {
+            Ok(_) => self.counters.completed.fetch_add(1, Relaxed),
+            Err(_) => {
+                self.counters.panicked.fetch_add(1, Relaxed);
+                self.counters.failed.fetch_add(1, Relaxed)
+            }
+        };
+        let Some(tx) = self.tx.take() else { return };
+        if let Err(Err(lost)) = tx.send(outcome) {
+            // Nobody holds the handle: the counters are the only witness left,
+            // so say it in the logs too rather than let the panic vanish.
+            tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
+        }
+    }
+}
+
+impl<T> Drop for Report<T> {
+    fn drop(&mut self) {
+        if self.tx.is_none() {
+            return;
+        }
+        if self.started {
+            self.counters.running.fetch_sub(1, Relaxed);
+        }
+        self.counters.failed.fetch_add(1, Relaxed);
+        // Dropping the sender tells the handle; it asks the pool why.
+    }
+}
+
+/// The result of a job submitted to a [`WorkerPool`](super::WorkerPool): a future
+/// resolving to the job's output, or to a [`JobError`] saying why there is none.
+///
+/// Dropping the handle does not cancel the job: it still runs, and its output is
+/// discarded (a panic is then still counted in
+/// [`PoolStats::panicked`](super::PoolStats::panicked) and logged at `error`).
+///
+/// ```
+/// use tokio_conc::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = WorkerPool::new(1);
+/// let handle = pool.submit(async { "done" }).await.unwrap();
+/// assert_eq!(handle.await.unwrap(), "done");
+/// # }
+/// ```
+#[must_use = "a JobHandle does nothing unless awaited; dropping it discards the job's output"]
+pub struct JobHandle<T> {
+    rx: oneshot::Receiver<Result<T, JobError>>,
+    shared: Arc<Shared>,
+}
+
+impl<T> JobHandle<T> {
+    pub(super) fn new(rx: oneshot::Receiver<Result<T, JobError>>, shared: Arc<Shared>) -> Self {
+        JobHandle { rx, shared }
+    }
+}
+
+impl<T> Future for JobHandle<T> {
+    type Output = Result<T, JobError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        Poll::Ready(match ready!(Pin::new(&mut this.rx).poll(cx)) {
+            Ok(outcome) => outcome,
+            // The job was dropped unfinished; the pool knows what stopped it.
+            Err(_) => Err(this.shared.why_jobs_were_dropped()),
+        })
+    }
+}
+
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle").finish_non_exhaustive()
+    }
+}
+
+/// Why a [`JobHandle`] has no output: the job panicked, or it was dropped
+/// before it finished because the pool was aborted (or dropped) or its context
+/// was cancelled.
+///
+/// Like [`tokio::task::JoinError`], it keeps a panic's payload so the caller can
+/// [resume](std::panic::resume_unwind) it or read its message.
+///
+/// ```
+/// use tokio_conc::pool::JobError;
+/// use tokio_conc::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = WorkerPool::new(1);
+/// let handle = pool.submit(async { panic!("boom") }).await.unwrap();
+/// let err: JobError = handle.await.unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(err.panic_message().as_deref(), Some("boom"));
+/// # }
+/// ```
+pub struct JobError {
+    kind: Kind,
+}
+
+enum Kind {
+    /// Behind a mutex only so that `JobError` is `Sync`: the payload is taken
+    /// once, by value.
+    Panicked(Mutex<Box<dyn Any + Send + 'static>>),
+    Aborted,
+    Cancelled(ContextError),
+}
+
+impl JobError {
+    pub(super) fn panicked(payload: Box<dyn Any + Send + 'static>) -> Self {
+        JobError {
+            kind: Kind::Panicked(Mutex::new(payload)),
+        }
+    }
+
+    pub(super) fn aborted() -> Self {
+        JobError {
+            kind: Kind::Aborted,
+        }
+    }
+
+    pub(super) fn cancelled(reason: ContextError) -> Self {
+        JobError {
+            kind: Kind::Cancelled(reason),
+        }
+    }
+
+    /// Whether the job panicked.
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = WorkerPool::new(1);
+    /// let err = pool.submit(async { panic!() }).await.unwrap().await.unwrap_err();
+    /// assert!(err.is_panic());
+    /// # }
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panicked(_))
+    }
+
+    /// Whether the job was dropped because the pool was
+    /// [aborted](super::WorkerPool::abort) or dropped without being closed.
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = WorkerPool::new(1);
+    /// let handle = pool.submit(std::future::pending::<()>()).await.unwrap();
+    /// pool.abort();
+    /// assert!(handle.await.unwrap_err().is_aborted());
+    /// # }
+    /// ```
+    pub fn is_aborted(&self) -> bool {
+        matches!(self.kind, Kind::Aborted)
+    }
+
+    /// Whether the job was dropped because the pool's context was cancelled.
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = TaskContext::background();
+    /// let pool = WorkerPool::new(Workers::new(1).context(&ctx));
+    /// let handle = pool.submit(std::future::pending::<()>()).await.unwrap();
+    /// ctx.cancel();
+    /// let err = handle.await.unwrap_err();
+    /// assert_eq!(err.context_error(), Some(&ContextError::Cancelled));
+    /// # }
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, Kind::Cancelled(_))
+    }
+
+    /// Why the pool's context was cancelled, if that is what stopped the job.
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = WorkerPool::new(1);
+    /// let err = pool.submit(async { panic!() }).await.unwrap().await.unwrap_err();
+    /// assert_eq!(err.context_error(), None);
+    /// # }
+    /// ```
+    pub fn context_error(&self) -> Option<&ContextError> {
+        match &self.kind {
+            Kind::Cancelled(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The panic's message, when the payload is a string (as `panic!` with a
+    /// message makes it).
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = WorkerPool::new(1);
+    /// let err = pool.submit(async { panic!("bad {}", 7) }).await.unwrap().await.unwrap_err();
+    /// assert_eq!(err.panic_message().as_deref(), Some("bad 7"));
+    /// # }
+    /// ```
+    pub fn panic_message(&self) -> Option<String> {
+        let Kind::Panicked(payload) = &self.kind else {
+            return None;
+        };
+        let payload = payload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        message_of(payload.as_ref()).map(str::to_owned)
+    }
+
+    /// The panic's payload, or the error back if the job did not panic.
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = WorkerPool::new(1);
+    /// let err = pool.submit(async { std::panic::panic_any(42_u8) }).await.unwrap().await.unwrap_err();
+    /// let payload = err.try_into_panic().unwrap();
+    /// assert_eq!(payload.downcast_ref::<u8>(), Some(&42));
+    /// # }
+    /// ```
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JobError> {
+        match self.kind {
+            Kind::Panicked(payload) => Ok(payload
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())),
+            kind => Err(JobError { kind }),
+        }
+    }
+
+    /// The panic's payload, to pass to [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// If the job did not panic.
+    ///
+    /// ```should_panic
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = WorkerPool::new(1);
+    /// let err = pool.submit(async { panic!("boom") }).await.unwrap().await.unwrap_err();
+    /// std::panic::resume_unwind(err.into_panic()); // the caller panics with "boom"
+    /// # }
+    /// ```
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic()
+            .unwrap_or_else(|err| panic!("JobError::into_panic on a job that did not panic: {err}"))
+    }
+}
+
+/// The text of a panic payload made by `panic!("…")`.
+fn message_of(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Panicked(_) => match self.panic_message() {
+                Some(message) => write!(f, "job panicked: {message}"),
+                None => f.write_str("job panicked"),
+            },
+            Kind::Aborted => f.write_str("job aborted: the worker pool was aborted or dropped"),
+            Kind::Cancelled(reason) => write!(f, "job stopped: {reason}"),
+        }
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Panicked(_) => f
+                .debug_tuple("Panicked")
+                .field(&self.panic_message().unwrap_or_else(|| "..".into()))
+                .finish(),
+            Kind::Aborted => f.write_str("Aborted"),
+            Kind::Cancelled(reason) => f.debug_tuple("Cancelled").field(reason).finish(),
+        }
+    }
+}
+
+impl Error for JobError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.kind {
+            Kind::Cancelled(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
