@@ -1,4 +1,6 @@
 //! A quick tour of every pattern tokio-conc has so far: `cargo run --example tour`.
+//!
+//! Each step prints what happens; the whole tour takes about a second.
 
 use std::time::Duration;
 
@@ -6,6 +8,13 @@ use tokio_conc::prelude::*;
 
 #[tokio::main]
 async fn main() {
+    context().await;
+    worker_pool().await;
+    errgroup().await;
+}
+
+/// Go's `context.WithTimeout` + `WithValue`.
+async fn context() {
     println!("== context: a request with a deadline");
     let request = TaskContext::background()
         .with_value("session-42")
@@ -18,4 +27,44 @@ async fn main() {
         request.value::<&str>(),
         outcome.unwrap_err()
     );
+}
+
+/// A long-lived pool, as a service keeps one.
+async fn worker_pool() {
+    println!("== worker pool: a long-lived pool for a service");
+    let pool = WorkerPool::new(Workers::new(2).buffer(2).name("thumbnails"));
+    let mut handles = Vec::new();
+    for image in 1..=4_u64 {
+        handles.push(
+            pool.submit(async move { image * 100 })
+                .await
+                .expect("pool is open"),
+        );
+    }
+    pool.join().await; // close + drain
+    let mut sizes = Vec::new();
+    for handle in handles {
+        sizes.push(handle.await.expect("no job panicked"));
+    }
+    println!("   sizes {sizes:?}; completed {}", pool.stats().completed);
+}
+
+/// Go's errgroup: the first failure cancels the rest.
+async fn errgroup() {
+    println!("== errgroup: the first failure cancels the rest");
+    let mut group = TaskGroup::new(&TaskContext::background());
+    for (name, millis, fails) in [("a", 10, false), ("b", 20, true), ("c", 1_000, false)] {
+        group.spawn(async move {
+            let ctx = TaskContext::current().expect("the group's context");
+            match ctx
+                .run(tokio::time::sleep(Duration::from_millis(millis)))
+                .await
+            {
+                Err(stopped) => Err(format!("{name}: {stopped}")),
+                Ok(()) if fails => Err(format!("{name}: failed")),
+                Ok(()) => Ok(()),
+            }
+        });
+    }
+    println!("   wait() -> {:?}", group.wait().await);
 }
