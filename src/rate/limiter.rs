@@ -9,6 +9,7 @@ use std::sync::Arc;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{InsufficientCapacity, NotUntil};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::{Rate, TokioClock, TokioInstant};
@@ -136,8 +137,11 @@ impl Error for RateLimitError {
 /// [`context`](Self::context): waits through it end when that context is
 /// cancelled, and fail at once when they could not finish before its deadline.
 ///
-/// Waiters are not queued: when the allowance frees up, the first to ask gets
-/// it (governor's GCRA keeps one timestamp, not a queue).
+/// Waiters take turns: whoever has to wait joins a first-come, first-served
+/// queue, so no waiting task or stream can be starved by the others, and a
+/// large [`until_n_ready`](Self::until_n_ready) is not overtaken forever by
+/// small ones. A [`check`](Self::check) never queues: it takes what is free
+/// right now.
 ///
 /// ```
 /// use std::time::Duration;
@@ -156,9 +160,16 @@ impl Error for RateLimitError {
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
-    gcra: Arc<Gcra>,
+    shared: Arc<Shared>,
     rate: Rate,
     context: Option<TaskContext>,
+}
+
+struct Shared {
+    gcra: Gcra,
+    /// One permit: the waiter holding it is the next to be served. GCRA keeps
+    /// a single timestamp, not a queue; this fair semaphore adds the queue.
+    turn: Arc<Semaphore>,
 }
 
 impl RateLimiter {
@@ -176,7 +187,10 @@ impl RateLimiter {
     /// ```
     pub fn new(rate: Rate) -> Self {
         RateLimiter {
-            gcra: Arc::new(Gcra::direct_with_clock(rate.quota(), TokioClock)),
+            shared: Arc::new(Shared {
+                gcra: Gcra::direct_with_clock(rate.quota(), TokioClock),
+                turn: Arc::new(Semaphore::new(1)),
+            }),
             rate,
             context: None,
         }
@@ -254,7 +268,7 @@ impl RateLimiter {
     #[inline]
     pub fn check(&self) -> Result<(), RateLimitError> {
         self.refuse_if_cancelled()?;
-        self.gcra.check().map_err(RateLimitError::over_quota)
+        self.shared.gcra.check().map_err(RateLimitError::over_quota)
     }
 
     /// Takes `cost` permits at once if the quota allows it now; a zero cost
@@ -325,14 +339,37 @@ impl RateLimiter {
     /// # }
     /// ```
     pub async fn until_n_ready(&self, cost: u32) -> Result<(), RateLimitError> {
+        let ready_at = match self.check_n(cost) {
+            Err(RateLimitError::OverQuota { ready_at }) => ready_at,
+            passed_or_failed => return passed_or_failed,
+        };
+        let ctx = self.context.as_ref();
+        deadline_check(ready_at, ctx)?;
+        let _turn = self.wait_for_turn().await?;
         loop {
             match self.check_n(cost) {
-                Err(RateLimitError::OverQuota { ready_at }) => {
-                    wait_until(ready_at, self.context.as_ref()).await?;
-                }
+                Err(RateLimitError::OverQuota { ready_at }) => wait_until(ready_at, ctx).await?,
                 passed_or_failed => return passed_or_failed,
             }
         }
+    }
+
+    async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, RateLimitError> {
+        let turn = Arc::clone(&self.shared.turn).acquire_owned();
+        let permit = match &self.context {
+            None => turn.await,
+            Some(ctx) => tokio::select! {
+                biased;
+                () = ctx.cancelled() => return Err(context_error(ctx)),
+                permit = turn => permit,
+            },
+        };
+        Ok(permit.expect("the turn semaphore is never closed"))
+    }
+
+    /// The queue of waiters, for streams that wait on this limiter.
+    pub(crate) fn turn(&self) -> &Arc<Semaphore> {
+        &self.shared.turn
     }
 
     /// Takes `cost` permits, ignoring any context: what the stream operators
@@ -343,9 +380,9 @@ impl RateLimiter {
             return Ok(());
         };
         if cost == 1 {
-            return self.gcra.check().map_err(RateLimitError::over_quota);
+            return self.shared.gcra.check().map_err(RateLimitError::over_quota);
         }
-        match self.gcra.check_n(cost_nz) {
+        match self.shared.gcra.check_n(cost_nz) {
             Ok(decision) => decision.map_err(RateLimitError::over_quota),
             Err(InsufficientCapacity(_)) => Err(RateLimitError::exceeds_burst(cost, &self.rate)),
         }

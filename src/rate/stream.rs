@@ -13,8 +13,9 @@ use std::task::{Context, Poll, ready};
 use futures::Stream;
 use futures::stream::FusedStream;
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
 use super::limiter::{context_error, deadline_check};
 use super::{KeyedRateLimiter, RateLimitError, RateLimiter};
@@ -41,6 +42,9 @@ pub trait Gate<T>: sealed::Sealed {
     fn task_context(&self) -> Option<&TaskContext>;
     #[doc(hidden)]
     fn set_context(&mut self, ctx: &TaskContext);
+    /// The queue waiters join to be served in turn, if the gate has one.
+    #[doc(hidden)]
+    fn turn(&self) -> Option<&Arc<Semaphore>>;
 }
 
 impl sealed::Sealed for RateLimiter {}
@@ -62,6 +66,10 @@ impl<T> Gate<T> for RateLimiter {
 
     fn set_context(&mut self, ctx: &TaskContext) {
         RateLimiter::set_context(self, ctx);
+    }
+
+    fn turn(&self) -> Option<&Arc<Semaphore>> {
+        Some(RateLimiter::turn(self))
     }
 }
 
@@ -92,6 +100,10 @@ impl<T, F: FnMut(&T) -> u32> Gate<T> for Weighted<F> {
     fn set_context(&mut self, ctx: &TaskContext) {
         self.limiter.set_context(ctx);
     }
+
+    fn turn(&self) -> Option<&Arc<Semaphore>> {
+        Some(self.limiter.turn())
+    }
 }
 
 /// The gate of [`rate_limit_by`](crate::ConcurrentStreamExt::rate_limit_by):
@@ -120,6 +132,11 @@ impl<T, K: Hash + Eq + Clone, F: FnMut(&T) -> K> Gate<T> for Keyed<K, F> {
 
     fn set_context(&mut self, ctx: &TaskContext) {
         self.limiter.set_context(ctx);
+    }
+
+    /// No queue: one would make waiters for different keys wait on each other.
+    fn turn(&self) -> Option<&Arc<Semaphore>> {
+        None
     }
 }
 
@@ -282,9 +299,16 @@ impl<T> Error for RateLimited<T> {
     }
 }
 
-/// The timers of a waiting stream, allocated on its first wait and reused.
+/// What a waiting stream waits on, allocated on its first wait and reused:
+/// its turn in the limiter's queue, then the instant its item may pass, or
+/// the cancellation of its context.
 #[derive(Default)]
 struct Timer {
+    queue: Option<PollSemaphore>,
+    /// Held from the moment this stream's turn comes until its item passes.
+    turn: Option<OwnedSemaphorePermit>,
+    /// Waiting in the queue, not yet for the sleep.
+    queued: bool,
     sleep: Option<Pin<Box<Sleep>>>,
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
@@ -295,6 +319,38 @@ impl Timer {
             Some(sleep) => sleep.as_mut().reset(ready_at),
             None => self.sleep = Some(Box::pin(tokio::time::sleep_until(ready_at))),
         }
+    }
+
+    /// After a refusal: queue for a turn first if the gate has a queue and
+    /// this stream does not hold the turn yet; sleep until `ready_at` otherwise.
+    fn wait(&mut self, ready_at: Instant, turn: Option<&Arc<Semaphore>>) {
+        match turn {
+            Some(turn) if self.turn.is_none() => {
+                self.queue
+                    .get_or_insert_with(|| PollSemaphore::new(Arc::clone(turn)));
+                self.queued = true;
+            }
+            _ => self.set(ready_at),
+        }
+    }
+
+    /// Ready when it is time to check the held item again.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.queued {
+            let queue = self.queue.as_mut().expect("queued with a queue");
+            let turn = ready!(queue.poll_acquire(cx)).expect("the turn semaphore is never closed");
+            self.turn = Some(turn);
+            self.queued = false;
+            // Our turn: check at once, the allowance may be free already.
+            return Poll::Ready(());
+        }
+        self.poll_sleep(cx)
+    }
+
+    /// Gives up the turn (the item passed, or the stream stopped).
+    fn done(&mut self) {
+        self.turn = None;
+        self.queued = false;
     }
 
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -637,10 +693,11 @@ where
                 if let Some(ctx) = this.gate.task_context() {
                     if this.timer.poll_cancelled(cx, ctx).is_ready() {
                         *this.held = None;
+                        this.timer.done();
                         return stop(this.stopped, this.done, context_error(ctx));
                     }
                 }
-                ready!(this.timer.poll_sleep(cx));
+                ready!(this.timer.poll_ready(cx));
             }
             let admit = ready!(poll_admit(
                 this.stream.as_mut(),
@@ -650,27 +707,35 @@ where
                 cx
             ));
             match admit {
-                Admit::Passed(item) => return Poll::Ready(Some(item)),
+                Admit::Passed(item) => {
+                    this.timer.done();
+                    return Poll::Ready(Some(item));
+                }
                 Admit::Refused {
                     item,
                     ticket,
                     error: RateLimitError::OverQuota { ready_at },
                 } => {
                     if let Err(why) = deadline_check(ready_at, this.gate.task_context()) {
+                        this.timer.done();
                         return stop(this.stopped, this.done, why);
                     }
                     *this.held = Some((item, ticket));
-                    this.timer.set(ready_at);
+                    this.timer.wait(ready_at, this.gate.turn());
                 }
                 Admit::Refused {
                     error: RateLimitError::ExceedsBurst { cost, burst },
                     ..
-                } => panic!(
-                    "rate_limit_weighted: an item costs {cost} but the burst is {burst}, so it \
-                     could never pass; raise the burst, or use .fail_over_quota() to get such \
-                     items back as errors"
-                ),
+                } => {
+                    this.timer.done();
+                    panic!(
+                        "rate_limit_weighted: an item costs {cost} but the burst is {burst}, so \
+                         it could never pass; raise the burst, or use .fail_over_quota() to get \
+                         such items back as errors"
+                    )
+                }
                 Admit::Refused { error, .. } | Admit::Stopped(error) => {
+                    this.timer.done();
                     return stop(this.stopped, this.done, error);
                 }
                 Admit::Ended => {
