@@ -150,7 +150,8 @@ async fn clones_share_one_quota_across_tasks() {
     let counts = tasks.join_all().await;
     let total: u32 = counts.iter().sum();
     let (least, most) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-    assert!(most - least <= 2, "waiters are served in turn: {counts:?}");
+    // The burst goes to whoever asks first; after it, waiters are served in turn.
+    assert!(most - least <= 5 + 1, "uneven shares: {counts:?}");
     // In [0, 10 s]: the burst, then one every 50 ms.
     let bound = 5 + 200;
     assert!(
