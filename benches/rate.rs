@@ -5,12 +5,15 @@
 //!
 //! `cargo bench --bench rate`: the criterion groups, then the accuracy table.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use futures::{StreamExt, stream};
+use governor::clock::{Clock, MonotonicClock, QuantaClock};
 use governor::prelude::StreamRateLimitExt;
 use governor::{Quota, RateLimiter as Governor};
 use tokio::time::Instant;
@@ -61,6 +64,18 @@ fn check(c: &mut Criterion) {
             }
         })
     });
+
+    let on_std = Governor::direct_with_clock(unreachable_quota(), MonotonicClock);
+    group.bench_function(
+        "governor direct check, std clock (its default without quanta)",
+        |b| {
+            b.iter(|| {
+                for _ in 0..PERMITS {
+                    black_box(on_std.check()).unwrap();
+                }
+            })
+        },
+    );
 
     let on_tokio = Governor::direct_with_clock(unreachable_quota(), TokioClock);
     group.bench_function("governor direct check, TokioClock", |b| {
@@ -122,6 +137,20 @@ fn streams(c: &mut Criterion) {
         })
     });
 
+    let on_std = Governor::direct_with_clock(unreachable_quota(), MonotonicClock);
+    group.bench_function("map + governor check, std clock", |b| {
+        b.to_async(&rt).iter(|| {
+            items()
+                .map(|x| {
+                    black_box(on_std.check()).unwrap();
+                    x
+                })
+                .for_each(|x| async move {
+                    black_box(x);
+                })
+        })
+    });
+
     group.bench_function("governor ratelimit_stream, quanta clock", |b| {
         b.to_async(&rt).iter(|| {
             items()
@@ -156,7 +185,7 @@ fn streams(c: &mut Criterion) {
 
     // `throttle` sleeps between items whatever the duration, so even 1 ns
     // costs a timer per item: shown for contrast, on fewer items.
-    let few = PERMITS / 10;
+    let few = PERMITS / 100;
     group.throughput(Throughput::Elements(few));
     group.bench_with_input(
         BenchmarkId::new("tokio_stream throttle(1 ns), contrast", few),
@@ -173,10 +202,39 @@ fn streams(c: &mut Criterion) {
     group.finish();
 }
 
+/// What one reading of each clock costs: the floor under every check.
+fn clocks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rate/clock read");
+    group.throughput(Throughput::Elements(PERMITS));
+    group.bench_function("governor QuantaClock (TSC)", |b| {
+        let clock = QuantaClock::default();
+        b.iter(|| {
+            for _ in 0..PERMITS {
+                black_box(clock.now());
+            }
+        })
+    });
+    group.bench_function("governor MonotonicClock (std Instant)", |b| {
+        b.iter(|| {
+            for _ in 0..PERMITS {
+                black_box(MonotonicClock.now());
+            }
+        })
+    });
+    group.bench_function("tokio_conc TokioClock (tokio Instant)", |b| {
+        b.iter(|| {
+            for _ in 0..PERMITS {
+                black_box(TokioClock.now());
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = check, streams
+    targets = clocks, check, streams
 }
 
 /// Gaps between consecutive instants: the achieved rate and their spread.
@@ -223,49 +281,42 @@ fn accuracy() {
         .enable_all()
         .build()
         .unwrap();
-    let stamp = |_| Instant::now();
-    type Case = (
-        &'static str,
-        std::pin::Pin<Box<dyn futures::Future<Output = Vec<Instant>>>>,
-    );
-    let cases: Vec<Case> = vec![
-        (
-            "rate_limit(Rate::per_second(1000))",
+    /// Builds, inside the runtime, a run that stamps each item as it comes out.
+    type Case = fn() -> Pin<Box<dyn Future<Output = Vec<Instant>>>>;
+    let cases: Vec<(&str, Case)> = vec![
+        ("rate_limit(Rate::per_second(1000))", || {
             Box::pin(
                 stream::iter(0..ITEMS)
                     .rate_limit(Rate::per_second(1000))
-                    .map(stamp)
+                    .map(|_| Instant::now())
                     .collect(),
-            ),
-        ),
-        (
-            "rate_limit(Rate::per_second(1000).burst(5))",
+            )
+        }),
+        ("rate_limit(Rate::per_second(1000).burst(5))", || {
             Box::pin(
                 stream::iter(0..ITEMS)
                     .rate_limit(Rate::per_second(1000).burst(5))
-                    .map(stamp)
+                    .map(|_| Instant::now())
                     .collect(),
-            ),
-        ),
-        (
-            "tokio::time::interval(1 ms) (Go's time.Tick)",
+            )
+        }),
+        ("tokio::time::interval(1 ms) (Go's time.Tick)", || {
+            let ticks = tokio::time::interval(Duration::from_millis(1));
             Box::pin(
-                tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
-                    Duration::from_millis(1),
-                ))
-                .take(ITEMS)
-                .map(|_| Instant::now())
-                .collect(),
-            ),
-        ),
-        (
-            "tokio_stream throttle(1 ms)",
-            Box::pin(
-                tokio_stream::StreamExt::throttle(stream::iter(0..ITEMS), Duration::from_millis(1))
-                    .map(stamp)
+                tokio_stream::wrappers::IntervalStream::new(ticks)
+                    .take(ITEMS)
+                    .map(|_| Instant::now())
                     .collect(),
-            ),
-        ),
+            )
+        }),
+        ("tokio_stream throttle(1 ms)", || {
+            let items = stream::iter(0..ITEMS);
+            Box::pin(
+                tokio_stream::StreamExt::throttle(items, Duration::from_millis(1))
+                    .map(|_| Instant::now())
+                    .collect(),
+            )
+        }),
     ];
     println!();
     println!("rate/accuracy: asking for 1000 items/s, {ITEMS} items, real clock");
@@ -274,7 +325,7 @@ fn accuracy() {
         "case", "items/s", "mean gap", "stddev", "p50", "p99", "max"
     );
     for (name, case) in cases {
-        let at = rt.block_on(case);
+        let at = rt.block_on(async { case().await });
         let a = Accuracy::of(&at);
         assert_eq!(a.items, ITEMS);
         println!(

@@ -141,7 +141,9 @@ impl Error for RateLimitError {
 /// queue, so no waiting task or stream can be starved by the others, and a
 /// large [`until_n_ready`](Self::until_n_ready) is not overtaken forever by
 /// small ones. A [`check`](Self::check) never queues: it takes what is free
-/// right now.
+/// right now. A stream waiting on the limiter keeps its place in the queue
+/// until it is polled again or dropped, so poll (or drop) the streams you
+/// share a limiter between.
 ///
 /// ```
 /// use std::time::Duration;

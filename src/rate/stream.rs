@@ -539,6 +539,8 @@ where
     /// ```
     pub fn context(mut self, ctx: &TaskContext) -> Self {
         self.gate.set_context(ctx);
+        // A watcher made for an earlier context would watch the wrong one.
+        self.timer.cancelled = None;
         self
     }
 
