@@ -37,6 +37,7 @@
 //! ```
 
 mod clock;
+mod error;
 mod keyed;
 mod limiter;
 mod stream;
@@ -48,8 +49,9 @@ use std::time::Duration;
 use governor::Quota;
 
 pub use clock::{TokioClock, TokioInstant};
+pub use error::RateLimitError;
 pub use keyed::KeyedRateLimiter;
-pub use limiter::{RateLimitError, RateLimiter};
+pub use limiter::RateLimiter;
 pub use stream::{
     Delay, Discard, DropCounter, Fail, Gate, Keyed, RateLimit, RateLimited, Weighted,
 };
