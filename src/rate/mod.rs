@@ -14,7 +14,7 @@
 //!   ([`RateLimit::fail_over_quota`]).
 //!
 //! Time comes from [`TokioClock`], so everything follows
-//! [`tokio::time::pause`]: tests on paused time are exact and take no real time.
+//! `tokio::time::pause`: tests on paused time are exact and take no real time.
 //!
 //! ```
 //! use std::time::Duration;
@@ -66,6 +66,16 @@ pub(crate) use stream::{keyed, rate_limit, weighted};
 /// the allowance refills at the same steady rate, like Go's bursty limiter. The
 /// bound behind it (GCRA): in any window of length `T`, at most
 /// `b + T / interval` items pass.
+///
+/// # Fast smooth rates on the real clock
+///
+/// The bound is kept on the instants items really pass, and Tokio's timers
+/// fire on millisecond ticks, a little late. With burst 1 a late wake-up
+/// cannot be made up without breaking the bound, so a smooth rate with an
+/// interval of a few milliseconds or less falls behind (1000/s with burst 1
+/// reaches about half that). A burst of a few intervals absorbs the lateness:
+/// `Rate::per_second(1000).burst(5)` keeps up. On paused time (tests) there is
+/// no lateness and schedules are exact.
 ///
 /// ```
 /// use std::time::Duration;
