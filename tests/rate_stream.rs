@@ -356,3 +356,29 @@ async fn the_operator_spawns_no_task() {
         .num_alive_tasks();
     assert_eq!(during, before);
 }
+
+#[test]
+fn limiters_and_streams_can_move_between_tasks() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send + 'static>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let limiter = RateLimiter::new(Rate::per_second(1));
+    send_sync(&limiter);
+    send_sync(&KeyedRateLimiter::<String>::new(Rate::per_second(1)));
+    send(&stream::iter(0..3).rate_limit_shared(&limiter));
+    send(
+        &stream::iter(0..3)
+            .rate_limit_weighted(&limiter, |_| 1)
+            .fail_over_quota(),
+    );
+    send(
+        &stream::iter(0..3)
+            .rate_limit_by(|i| *i, Rate::per_second(1))
+            .drop_over_quota()
+            .context(&TaskContext::background()),
+    );
+}
