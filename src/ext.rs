@@ -62,6 +62,10 @@ pub trait ConcurrentStreamExt: Stream {
     /// [`RateLimiter::until_ready`] calls): their sum stays within the rate.
     /// The limiter's context, if any, binds this stream too.
     ///
+    /// Waiters are served in turn, and a stream keeps its place while it waits:
+    /// a stream left half-way through a wait (its `next()` abandoned in a
+    /// `select!`) holds up the others until it is polled again or dropped.
+    ///
     /// ```
     /// use futures::StreamExt;
     /// use tokio_conc::prelude::*;
