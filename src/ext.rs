@@ -62,9 +62,10 @@ pub trait ConcurrentStreamExt: Stream {
     /// [`RateLimiter::until_ready`] calls): their sum stays within the rate.
     /// The limiter's context, if any, binds this stream too.
     ///
-    /// Waiters are served in turn, and a stream keeps its place while it waits:
-    /// a stream left half-way through a wait (its `next()` abandoned in a
-    /// `select!`) holds up the others until it is polled again or dropped.
+    /// Waiters are served in turn, and a stream keeps its place while it
+    /// waits. A stream left half-way through a wait and not polled again holds
+    /// up the others only until its wake-up time plus a grace (the interval,
+    /// at least 100 ms); then they stop queueing behind it.
     ///
     /// ```
     /// use futures::StreamExt;

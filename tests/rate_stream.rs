@@ -382,3 +382,23 @@ fn limiters_and_streams_can_move_between_tasks() {
             .context(&TaskContext::background()),
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_abandoned_mid_wait_holds_up_the_others_only_briefly() {
+    let limiter = RateLimiter::new(Rate::per_second(10));
+    let mut abandoned = Box::pin(stream::iter(0..).rate_limit_shared(&limiter));
+    abandoned.next().await.unwrap();
+    // Into its wait (it takes the turn), then never polled again.
+    assert!(futures::poll!(abandoned.next()).is_pending());
+
+    let start = Instant::now();
+    let mut other = pin!(stream::iter(0..).rate_limit_shared(&limiter));
+    let next = timeout(Duration::from_secs(60), other.next()).await;
+    assert_eq!(next.expect("must not wait for ever"), Some(0));
+    // The abandoned stream's lease: its wake-up at 100 ms plus 100 ms of grace.
+    assert_eq!(start.elapsed(), 200 * MS);
+
+    let plain = timeout(Duration::from_secs(60), limiter.until_ready()).await;
+    plain.expect("must not wait for ever").unwrap();
+    assert_eq!(start.elapsed(), 300 * MS);
+}

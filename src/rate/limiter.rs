@@ -8,9 +8,10 @@ use std::sync::Arc;
 use governor::InsufficientCapacity;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::turns::Turns;
 use super::{Rate, RateLimitError, TokioClock, TokioInstant};
 use crate::context::{ContextError, TaskContext};
 
@@ -29,9 +30,10 @@ type Gcra =
 /// queue, so no waiting task or stream can be starved by the others, and a
 /// large [`until_n_ready`](Self::until_n_ready) is not overtaken forever by
 /// small ones. A [`check`](Self::check) never queues: it takes what is free
-/// right now. A stream waiting on the limiter keeps its place in the queue
-/// until it is polled again or dropped, so poll (or drop) the streams you
-/// share a limiter between.
+/// right now. A waiter that is no longer polled (a stream abandoned half-way
+/// through a wait) holds up the queue only until its wake-up time plus a
+/// grace (the interval, at least 100 ms); then the others stop queueing
+/// behind it rather than wait for ever.
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,9 +59,7 @@ pub struct RateLimiter {
 
 struct Shared {
     gcra: Gcra,
-    /// One permit: the waiter holding it is the next to be served. GCRA keeps
-    /// a single timestamp, not a queue; this fair semaphore adds the queue.
-    turn: Arc<Semaphore>,
+    turns: Turns,
 }
 
 impl RateLimiter {
@@ -79,7 +79,7 @@ impl RateLimiter {
         RateLimiter {
             shared: Arc::new(Shared {
                 gcra: Gcra::direct_with_clock(rate.quota(), TokioClock),
-                turn: Arc::new(Semaphore::new(1)),
+                turns: Turns::new(&rate),
             }),
             rate,
             context: None,
@@ -235,31 +235,60 @@ impl RateLimiter {
         };
         let ctx = self.context.as_ref();
         deadline_check(ready_at, ctx)?;
-        let _turn = self.wait_for_turn().await?;
+        let turn = self.wait_for_turn(ready_at).await?;
         loop {
             match self.check_n(cost) {
-                Err(RateLimitError::OverQuota { ready_at }) => wait_until(ready_at, ctx).await?,
+                Err(RateLimitError::OverQuota { ready_at }) => {
+                    if turn.is_some() {
+                        self.shared.turns.renew(ready_at);
+                    }
+                    wait_until(ready_at, ctx).await?;
+                }
                 passed_or_failed => return passed_or_failed,
             }
         }
     }
 
-    async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, RateLimitError> {
-        let turn = Arc::clone(&self.shared.turn).acquire_owned();
-        let permit = match &self.context {
-            None => turn.await,
-            Some(ctx) => tokio::select! {
+    /// Queues behind the waiters already there. `None`: the waiter ahead let
+    /// its lease run out, so this one goes on without a turn.
+    async fn wait_for_turn(
+        &self,
+        ready_at: Instant,
+    ) -> Result<Option<OwnedSemaphorePermit>, RateLimitError> {
+        let turns = &self.shared.turns;
+        let acquire = Arc::clone(turns.permit()).acquire_owned();
+        tokio::pin!(acquire);
+        let mut patience = ready_at.max(turns.lease_until());
+        loop {
+            let cancelled = async {
+                match &self.context {
+                    Some(ctx) => ctx.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
                 biased;
-                () = ctx.cancelled() => return Err(context_error(ctx)),
-                permit = turn => permit,
-            },
-        };
-        Ok(permit.expect("the turn semaphore is never closed"))
+                () = cancelled => return Err(self.context.as_ref().map_or(
+                    RateLimitError::Context(ContextError::Cancelled),
+                    context_error,
+                )),
+                permit = &mut acquire => {
+                    return Ok(Some(permit.expect("the turn semaphore is never closed")));
+                }
+                () = tokio::time::sleep_until(patience) => {
+                    let lease = turns.lease_until();
+                    if lease <= Instant::now() {
+                        return Ok(None);
+                    }
+                    patience = lease;
+                }
+            }
+        }
     }
 
     /// The queue of waiters, for streams that wait on this limiter.
-    pub(crate) fn turn(&self) -> &Arc<Semaphore> {
-        &self.shared.turn
+    pub(crate) fn turns(&self) -> &Turns {
+        &self.shared.turns
     }
 
     /// Takes `cost` permits, ignoring any context: what the stream operators

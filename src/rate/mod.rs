@@ -41,6 +41,7 @@ mod error;
 mod keyed;
 mod limiter;
 mod stream;
+mod turns;
 
 use std::fmt;
 use std::num::NonZeroU32;

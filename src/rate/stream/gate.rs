@@ -2,9 +2,6 @@
 //! permit per item, a cost per item, or a quota per key.
 
 use std::hash::Hash;
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
 
 use crate::context::TaskContext;
 use crate::rate::{KeyedRateLimiter, RateLimitError, RateLimiter};
@@ -30,9 +27,9 @@ pub trait Gate<T>: sealed::Sealed {
     fn task_context(&self) -> Option<&TaskContext>;
     #[doc(hidden)]
     fn set_context(&mut self, ctx: &TaskContext);
-    /// The queue waiters join to be served in turn, if the gate has one.
+    /// The limiter whose queue waiters join to be served in turn, if any.
     #[doc(hidden)]
-    fn turn(&self) -> Option<&Arc<Semaphore>>;
+    fn queue(&self) -> Option<&RateLimiter>;
 }
 
 impl sealed::Sealed for RateLimiter {}
@@ -56,8 +53,8 @@ impl<T> Gate<T> for RateLimiter {
         RateLimiter::set_context(self, ctx);
     }
 
-    fn turn(&self) -> Option<&Arc<Semaphore>> {
-        Some(RateLimiter::turn(self))
+    fn queue(&self) -> Option<&RateLimiter> {
+        Some(self)
     }
 }
 
@@ -95,8 +92,8 @@ impl<T, F: FnMut(&T) -> u32> Gate<T> for Weighted<F> {
         self.limiter.set_context(ctx);
     }
 
-    fn turn(&self) -> Option<&Arc<Semaphore>> {
-        Some(self.limiter.turn())
+    fn queue(&self) -> Option<&RateLimiter> {
+        Some(&self.limiter)
     }
 }
 
@@ -135,7 +132,7 @@ impl<T, K: Hash + Eq + Clone, F: FnMut(&T) -> K> Gate<T> for Keyed<K, F> {
     }
 
     /// No queue: one would make waiters for different keys wait on each other.
-    fn turn(&self) -> Option<&Arc<Semaphore>> {
+    fn queue(&self) -> Option<&RateLimiter> {
         None
     }
 }

@@ -100,7 +100,7 @@ where
                         return stop(this.stopped, this.done, context_error(ctx));
                     }
                 }
-                ready!(this.timer.poll_ready(cx));
+                ready!(this.timer.poll_ready(cx, this.gate.queue()));
             }
             let admit = ready!(poll_admit(
                 this.stream.as_mut(),
@@ -124,7 +124,7 @@ where
                         return stop(this.stopped, this.done, why);
                     }
                     *this.held = Some((item, ticket));
-                    this.timer.wait(ready_at, this.gate.turn());
+                    this.timer.wait(ready_at, this.gate.queue());
                 }
                 Admit::Refused {
                     error: RateLimitError::ExceedsBurst { cost, burst },

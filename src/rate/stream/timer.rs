@@ -6,11 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
 use crate::context::TaskContext;
+use crate::rate::RateLimiter;
 
 /// What a waiting stream waits on, allocated on its first wait and reused:
 /// its turn in the limiter's queue, then the instant its item may pass, or
@@ -20,8 +21,10 @@ pub(super) struct Timer {
     queue: Option<PollSemaphore>,
     /// Held from the moment this stream's turn comes until its item passes.
     turn: Option<OwnedSemaphorePermit>,
-    /// Waiting in the queue, not yet for the sleep.
+    /// Waiting in the queue for a turn.
     queued: bool,
+    /// The waiter ahead was abandoned: this item goes on without a turn.
+    skip_queue: bool,
     sleep: Option<Pin<Box<Sleep>>>,
     pub(super) cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
@@ -34,36 +37,64 @@ impl Timer {
         }
     }
 
-    /// After a refusal: queue for a turn first if the gate has a queue and
-    /// this stream does not hold the turn yet; sleep until `ready_at` otherwise.
-    pub(super) fn wait(&mut self, ready_at: Instant, turn: Option<&Arc<Semaphore>>) {
-        match turn {
-            Some(turn) if self.turn.is_none() => {
+    /// After a refusal: with a turn, renew its lease and sleep until
+    /// `ready_at`; without one, queue for it (unless the waiter ahead was
+    /// found abandoned); with no queue at all, just sleep.
+    pub(super) fn wait(&mut self, ready_at: Instant, queue: Option<&RateLimiter>) {
+        match queue.map(RateLimiter::turns) {
+            Some(turns) if self.turn.is_some() => {
+                turns.renew(ready_at);
+                self.set(ready_at);
+            }
+            Some(turns) if !self.skip_queue => {
                 self.queue
-                    .get_or_insert_with(|| PollSemaphore::new(Arc::clone(turn)));
+                    .get_or_insert_with(|| PollSemaphore::new(Arc::clone(turns.permit())));
                 self.queued = true;
+                // Past the holder's lease, stop queueing behind it.
+                self.set(ready_at.max(turns.lease_until()));
             }
             _ => self.set(ready_at),
         }
     }
 
     /// Ready when it is time to check the held item again.
-    pub(super) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.queued {
-            let queue = self.queue.as_mut().expect("queued with a queue");
-            let turn = ready!(queue.poll_acquire(cx)).expect("the turn semaphore is never closed");
-            self.turn = Some(turn);
+    pub(super) fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: Option<&RateLimiter>,
+    ) -> Poll<()> {
+        if !self.queued {
+            return self.poll_sleep(cx);
+        }
+        let permits = self.queue.as_mut().expect("queued with a queue");
+        if let Poll::Ready(turn) = permits.poll_acquire(cx) {
+            self.turn = Some(turn.expect("the turn semaphore is never closed"));
             self.queued = false;
             // Our turn: check at once, the allowance may be free already.
             return Poll::Ready(());
         }
-        self.poll_sleep(cx)
+        let turns = queue.expect("queued on a limiter").turns();
+        loop {
+            ready!(self.poll_sleep(cx));
+            let lease = turns.lease_until();
+            if lease <= Instant::now() {
+                break;
+            }
+            self.set(lease);
+        }
+        // The holder let its lease run out: nobody polls it. Go on without a
+        // turn for this item rather than wait behind it for ever.
+        self.queued = false;
+        self.queue = None;
+        self.skip_queue = true;
+        Poll::Ready(())
     }
 
     /// Gives up the turn (the item passed, or the stream stopped).
     pub(super) fn done(&mut self) {
         self.turn = None;
         self.queued = false;
+        self.skip_queue = false;
     }
 
     pub(super) fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
