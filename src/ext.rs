@@ -5,6 +5,11 @@
 
 use futures::Stream;
 
+// rate limiting
+use std::hash::Hash;
+
+use crate::rate::{Keyed, KeyedRateLimiter, Rate, RateLimit, RateLimiter, Weighted};
+
 /// Concurrency operators for every [`Stream`]: `use tokio_conc::prelude::*;`
 /// brings them in.
 pub trait ConcurrentStreamExt: Stream {
@@ -19,6 +24,141 @@ pub trait ConcurrentStreamExt: Stream {
 
     // ----------------------------------------------------------------------
     // rate limiting
+
+    /// Lets items through at `rate` (Go's `time.Tick` loop, or its bursty
+    /// limiter with [`Rate::burst`]): the first `burst` at once, then one per
+    /// [`Rate::interval`]. An item over the quota waits, keeping the order;
+    /// [`RateLimit::drop_over_quota`] and [`RateLimit::fail_over_quota`] choose
+    /// otherwise, and [`RateLimit::context`] binds the waits to a
+    /// [`TaskContext`](crate::TaskContext). Built on governor's GCRA, on Tokio's
+    /// clock (paused time included).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use tokio::time::Instant;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let start = Instant::now();
+    /// let at: Vec<u128> = futures::stream::iter(0..4)
+    ///     .rate_limit(Rate::every(Duration::from_millis(200)))
+    ///     .map(|_| start.elapsed().as_millis())
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(at, [0, 200, 400, 600]);
+    /// # }
+    /// ```
+    fn rate_limit(self, rate: Rate) -> RateLimit<Self, RateLimiter>
+    where
+        Self: Sized,
+    {
+        crate::rate::rate_limit(self, RateLimiter::new(rate))
+    }
+
+    /// Like [`rate_limit`](Self::rate_limit), drawing on a quota shared with
+    /// every other user of `limiter` (its clones, other streams, plain
+    /// [`RateLimiter::until_ready`] calls): their sum stays within the rate.
+    /// The limiter's context, if any, binds this stream too.
+    ///
+    /// Waiters are served in turn, and a stream keeps its place while it
+    /// waits. A stream left half-way through a wait and not polled again holds
+    /// up the others only until its wake-up time plus a grace (the interval,
+    /// at least 100 ms); then they stop queueing behind it.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::new(Rate::per_second(10).burst(4));
+    /// let a = futures::stream::iter(0..10).rate_limit_shared(&limiter).drop_over_quota();
+    /// let b = futures::stream::iter(0..10).rate_limit_shared(&limiter).drop_over_quota();
+    /// assert_eq!(a.count().await + b.count().await, 4, "one burst between them");
+    /// # }
+    /// ```
+    fn rate_limit_shared(self, limiter: &RateLimiter) -> RateLimit<Self, RateLimiter>
+    where
+        Self: Sized,
+    {
+        crate::rate::rate_limit(self, limiter.clone())
+    }
+
+    /// Like [`rate_limit`](Self::rate_limit), charging each item `cost(&item)`
+    /// permits (bytes, tokens, rows); a cost of 0 passes free. `limiter` is a
+    /// [`Rate`] or a `&RateLimiter` to share.
+    ///
+    /// An item costing more than the burst could never pass. Rather than hang:
+    /// the default (delay) policy panics naming both numbers;
+    /// [`drop_over_quota`](RateLimit::drop_over_quota) drops and counts it;
+    /// [`fail_over_quota`](RateLimit::fail_over_quota) yields it as
+    /// [`RateLimitError::ExceedsBurst`](crate::rate::RateLimitError::ExceedsBurst).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use tokio::time::Instant;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let start = Instant::now();
+    /// let sizes = futures::stream::iter([10_u32, 30, 20]);
+    /// let at: Vec<u128> = sizes
+    ///     .rate_limit_weighted(Rate::per_second(100).burst(30), |bytes| *bytes)
+    ///     .map(|_| start.elapsed().as_millis())
+    ///     .collect()
+    ///     .await;
+    /// // 10 of 30 at once; 30 must wait for 10 more (100 ms); 20 for 200 ms more.
+    /// assert_eq!(at, [0, 100, 300]);
+    /// # }
+    /// ```
+    fn rate_limit_weighted<L, F>(self, limiter: L, cost: F) -> RateLimit<Self, Weighted<F>>
+    where
+        Self: Sized,
+        L: Into<RateLimiter>,
+        F: FnMut(&Self::Item) -> u32,
+    {
+        crate::rate::weighted(self, limiter.into(), cost)
+    }
+
+    /// Like [`rate_limit`](Self::rate_limit) with a quota per key: each item
+    /// draws on the quota of `key(&item)` (a user, a host), independently of
+    /// the other keys. `limiter` is a [`Rate`] or a `&KeyedRateLimiter` to
+    /// share. Keys that go quiet are forgotten, so memory follows the keys
+    /// seen recently (see [`KeyedRateLimiter`]).
+    ///
+    /// Under the default (delay) policy order is kept, so an item waiting for
+    /// its key holds back the items behind it; with
+    /// [`drop_over_quota`](RateLimit::drop_over_quota) or
+    /// [`fail_over_quota`](RateLimit::fail_over_quota) nothing waits.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let requests = futures::stream::iter(["ann", "ann", "bob", "ann", "bob"]);
+    /// let passed: Vec<&str> = requests
+    ///     .rate_limit_by(|user| *user, Rate::per_second(1))
+    ///     .drop_over_quota()
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(passed, ["ann", "bob"]);
+    /// # }
+    /// ```
+    fn rate_limit_by<K, F, L>(self, key: F, limiter: L) -> RateLimit<Self, Keyed<K, F>>
+    where
+        Self: Sized,
+        K: Hash + Eq + Clone,
+        F: FnMut(&Self::Item) -> K,
+        L: Into<KeyedRateLimiter<K>>,
+    {
+        crate::rate::keyed(self, key, limiter.into())
+    }
 
     // ----------------------------------------------------------------------
 }

@@ -67,4 +67,5 @@ pub mod prelude {
     // fan-out
 
     // rate limiting
+    pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};
 }

@@ -1,1 +1,0 @@
-//! Rate limiting on governor (GCRA), on Tokio's clock.
