@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio_conc::prelude::*;
 
 #[tokio::main]
@@ -11,6 +12,7 @@ async fn main() {
     context().await;
     worker_pool().await;
     errgroup().await;
+    rate_limit().await;
 }
 
 /// Go's `context.WithTimeout` + `WithValue`.
@@ -67,4 +69,22 @@ async fn errgroup() {
         });
     }
     println!("   wait() -> {:?}", group.wait().await);
+}
+
+/// Go's bursty limiter, and what happens to what is over the quota.
+async fn rate_limit() {
+    println!("== rate limiting: 3 at once, then one every 50 ms (Go's bursty limiter)");
+    let start = tokio::time::Instant::now();
+    let at: Vec<u128> = futures::stream::iter(1..=5)
+        .rate_limit(Rate::every(Duration::from_millis(50)).burst(3))
+        .map(|_| start.elapsed().as_millis())
+        .collect()
+        .await;
+    println!("   requests passed at {at:?} ms");
+    let over = futures::stream::iter(1..=5)
+        .rate_limit(Rate::per_second(10).burst(2))
+        .drop_over_quota();
+    let dropped = over.drop_counter();
+    let kept: Vec<i32> = over.collect().await;
+    println!("   drop policy kept {kept:?}, dropped {}", dropped.get());
 }
