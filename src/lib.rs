@@ -64,6 +64,7 @@ pub mod prelude {
     pub use crate::pool::Workers;
 
     // fan-out
+    pub use crate::fan_out::Branches;
 
     // rate limiting
 }

@@ -1,0 +1,311 @@
+//! [`broadcast`]: every item, cloned, to every branch.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
+
+use futures::Stream;
+use futures::stream::{BoxStream, FusedStream};
+
+use super::{Branches, CancelWatch, WakeOnUnwind, lock};
+use crate::internal::waker_set::WakerSet;
+
+const OPERATOR: &str = "broadcast";
+
+/// Splits `source` into `n` branches that each see every item (cloned; the
+/// last live branch gets the original). Go: one goroutine copying each value
+/// into N channels.
+///
+/// Each branch buffers at most `capacity` items. The slowest live branch sets
+/// the pace: the source is not polled while any live branch's buffer is full,
+/// so memory stays at most `n × capacity` items and nothing is ever lost. A
+/// branch that asks when its buffer is empty polls the source itself, taking as
+/// many ready items as every buffer has room for. A dropped branch stops
+/// counting: the others go on without it. All branches end after the source
+/// ends and they have emitted what they hold.
+///
+/// Usually called as [`ConcurrentStreamExt::broadcast`](crate::ConcurrentStreamExt::broadcast).
+///
+/// # Panics
+///
+/// If `n` or `capacity` is 0.
+///
+/// ```
+/// use futures::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut branches = tokio_conc::fan_out::broadcast(futures::stream::iter(1..=3), 2, 8);
+/// let (b, a) = (branches.pop().unwrap(), branches.pop().unwrap());
+/// let (a, b) = tokio::join!(a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
+/// assert_eq!(a, [1, 2, 3]);
+/// assert_eq!(b, [1, 2, 3]);
+/// # }
+/// ```
+pub fn broadcast<S>(
+    source: S,
+    n: impl Into<Branches>,
+    capacity: usize,
+) -> Vec<BroadcastBranch<S::Item>>
+where
+    S: Stream + Send + 'static,
+    S::Item: Clone,
+{
+    assert!(capacity > 0, "`capacity` must be at least 1, got 0");
+    let branches = n.into();
+    let parked = WakerSet::new(branches.count);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            source: Some(Box::pin(source)),
+            buffers: (0..branches.count).map(|_| Some(VecDeque::new())).collect(),
+            capacity,
+            cancel: branches.cancel_watch(&parked),
+        }),
+        source_waker: parked.waker(),
+        parked,
+    });
+    (0..branches.count)
+        .map(|slot| BroadcastBranch {
+            shared: Arc::clone(&shared),
+            slot,
+            done: false,
+        })
+        .collect()
+}
+
+/// One branch of [`broadcast`]: a stream of every item of the source.
+///
+/// `Send + 'static`: move it into its own task. Dropping it releases the
+/// others from waiting for it.
+pub struct BroadcastBranch<T> {
+    shared: Arc<Shared<T>>,
+    slot: usize,
+    done: bool,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    parked: Arc<WakerSet>,
+    /// Wakes every parked branch; the only waker the source is polled with.
+    source_waker: Waker,
+}
+
+struct State<T> {
+    /// `None` once the source ended or the context was cancelled.
+    source: Option<BoxStream<'static, T>>,
+    /// One per branch; `None` once that branch is dropped.
+    buffers: Vec<Option<VecDeque<T>>>,
+    capacity: usize,
+    cancel: Option<CancelWatch>,
+}
+
+/// What polling the source did for the branch that asked.
+struct Pulled {
+    /// Items were added to every live buffer.
+    any: bool,
+    /// The source ended.
+    ended: bool,
+}
+
+impl<T: Clone> State<T> {
+    fn cancelled(&mut self) -> bool {
+        if !self.cancel.as_mut().is_some_and(CancelWatch::is_cancelled) {
+            return false;
+        }
+        self.source = None;
+        self.buffers.iter_mut().flatten().for_each(VecDeque::clear);
+        true
+    }
+
+    /// The room left in the fullest live buffer.
+    fn room(&self) -> usize {
+        let fullest = self.buffers.iter().flatten().map(VecDeque::len).max();
+        self.capacity - fullest.unwrap_or(0)
+    }
+
+    /// Polls the source while every live buffer has room, the source has items
+    /// ready and the task has coop budget left.
+    fn pull(&mut self, cx: &mut Context<'_>) -> Pulled {
+        let mut pulled = Pulled {
+            any: false,
+            ended: false,
+        };
+        for _ in 0..self.room() {
+            if pulled.any && !tokio::task::coop::has_budget_remaining() {
+                break;
+            }
+            let Some(source) = self.source.as_mut() else {
+                break;
+            };
+            match source.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    self.push(item);
+                    pulled.any = true;
+                }
+                Poll::Ready(None) => {
+                    self.source = None;
+                    pulled.ended = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        pulled
+    }
+
+    fn push(&mut self, item: T) {
+        let mut live = self.buffers.iter_mut().flatten();
+        if let Some(mut buffer) = live.next() {
+            for next in live {
+                buffer.push_back(item.clone());
+                buffer = next;
+            }
+            buffer.push_back(item);
+        }
+    }
+
+    /// The branch's next item, and whether its buffer was full before.
+    fn pop(&mut self, slot: usize) -> Option<(T, bool)> {
+        let buffer = self.buffers[slot].as_mut()?;
+        let was_full = buffer.len() == self.capacity;
+        buffer.pop_front().map(|item| (item, was_full))
+    }
+}
+
+impl<T: Clone> Stream for BroadcastBranch<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let this = &mut *self;
+        let shared = &*this.shared;
+
+        let _wake = WakeOnUnwind(&shared.parked);
+        let mut state = lock(&shared.state, OPERATOR);
+        let epoch = shared.parked.epoch();
+        if state.cancelled() {
+            drop(state);
+            shared.parked.wake_all();
+            this.done = true;
+            return Poll::Ready(None);
+        }
+
+        if let Some((item, was_full)) = state.pop(this.slot) {
+            drop(state);
+            // Branches may be parked waiting for this buffer to have room.
+            if was_full && shared.parked.any_parked() {
+                shared.parked.wake_all();
+            }
+            coop.made_progress();
+            return Poll::Ready(Some(item));
+        }
+        if state.source.is_none() {
+            drop(state);
+            this.done = true;
+            return Poll::Ready(None);
+        }
+        if state.room() == 0 {
+            // A slower branch's buffer is full: wait until it takes an item.
+            shared.parked.park(this.slot, cx.waker(), epoch);
+            return Poll::Pending;
+        }
+
+        let pulled = state.pull(&mut Context::from_waker(&shared.source_waker));
+        let next = state.pop(this.slot);
+        if next.is_none() && !pulled.ended {
+            shared.parked.park(this.slot, cx.waker(), epoch);
+        }
+        drop(state);
+        if pulled.any || pulled.ended {
+            shared.parked.wake_all();
+        }
+        match next {
+            Some((item, _)) => {
+                coop.made_progress();
+                Poll::Ready(Some(item))
+            }
+            None if pulled.ended => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T> BroadcastBranch<T> {
+    /// How many items this branch holds, received but not yet taken (at most
+    /// the `capacity` given to [`broadcast`]).
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut branches = futures::stream::iter(0..10).broadcast(2, 4);
+    /// assert_eq!(branches[0].next().await, Some(0));
+    /// // The first branch pulled what fitted: both buffers are full.
+    /// assert_eq!(branches[0].len(), 3);
+    /// assert_eq!(branches[1].len(), 4);
+    /// # }
+    /// ```
+    pub fn len(&self) -> usize {
+        let state = self.shared.state.lock();
+        state.map_or(0, |s| {
+            s.buffers[self.slot].as_ref().map_or(0, VecDeque::len)
+        })
+    }
+
+    /// Whether this branch holds no item.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    /// let branches = futures::stream::iter([1]).broadcast(2, 4);
+    /// assert!(branches[0].is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Clone> FusedStream for BroadcastBranch<T> {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
+impl<T> Drop for BroadcastBranch<T> {
+    fn drop(&mut self) {
+        self.shared.parked.unregister(self.slot);
+        // A poisoned lock: the source panicked, and nobody will poll it again.
+        let Ok(mut state) = self.shared.state.lock() else {
+            return;
+        };
+        let capacity = state.capacity;
+        let was_full = state.buffers[self.slot]
+            .take()
+            .is_some_and(|buffer| buffer.len() == capacity);
+        if state.buffers.iter().all(Option::is_none) {
+            state.source = None;
+        }
+        drop(state);
+        if was_full {
+            // The others may have been waiting for this branch.
+            self.shared.parked.wake_all();
+        }
+    }
+}
+
+impl<T> fmt::Debug for BroadcastBranch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BroadcastBranch")
+            .field("index", &self.slot)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
