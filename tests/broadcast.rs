@@ -69,7 +69,11 @@ async fn the_slowest_branch_applies_backpressure() {
     for expected in 0..4 {
         assert_eq!(fast.next().await, Some(expected));
     }
-    assert_eq!(ready_now(&mut fast).await, None, "the slow branch's buffer is full");
+    assert_eq!(
+        ready_now(&mut fast).await,
+        None,
+        "the slow branch's buffer is full"
+    );
     assert_eq!(produced.load(Ordering::SeqCst), 4);
     assert_eq!(slow.len(), 4);
 
@@ -98,7 +102,9 @@ async fn a_branch_parked_on_backpressure_wakes_when_room_frees() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(progress.try_recv().is_err(), "fast must wait for slow");
     assert_eq!(slow.next().await, Some(0));
-    let next = timeout(LONG, progress.recv()).await.expect("fast branch never woken");
+    let next = timeout(LONG, progress.recv())
+        .await
+        .expect("fast branch never woken");
     assert_eq!(next, Some(2));
     drop(slow);
     timeout(LONG, fast).await.unwrap().unwrap();
@@ -134,7 +140,9 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() 
     }
     drop(tx);
     for task in tasks {
-        let got = timeout(LONG, task).await.expect("a parked branch was never woken");
+        let got = timeout(LONG, task)
+            .await
+            .expect("a parked branch was never woken");
         assert_eq!(got.unwrap(), ["hello"]);
     }
 }
@@ -160,9 +168,22 @@ async fn cancel_ends_every_branch_and_drops_what_they_hold() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(slow.len(), 4);
     ctx.cancel();
-    assert_eq!(timeout(LONG, fast).await.expect("cancel did not wake").unwrap(), None);
-    assert_eq!(slow.next().await, None, "buffered items are dropped on cancel");
-    let idle = timeout(LONG, idle).await.expect("cancel did not end idle").unwrap();
+    assert_eq!(
+        timeout(LONG, fast)
+            .await
+            .expect("cancel did not wake")
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        slow.next().await,
+        None,
+        "buffered items are dropped on cancel"
+    );
+    let idle = timeout(LONG, idle)
+        .await
+        .expect("cancel did not end idle")
+        .unwrap();
     assert!(idle.len() <= 4);
     assert!(tx.is_closed(), "the source is dropped on cancel");
 }

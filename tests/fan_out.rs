@@ -94,7 +94,10 @@ async fn a_dropped_branch_takes_no_item_with_it() {
     assert_eq!(first.next().await, Some(0));
     assert_eq!(first.next().await, Some(1));
     drop(first);
-    assert_eq!(second.collect::<Vec<_>>().await, (2..10).collect::<Vec<_>>());
+    assert_eq!(
+        second.collect::<Vec<_>>().await,
+        (2..10).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -125,7 +128,10 @@ async fn the_source_is_dropped_as_soon_as_it_ends() {
     let mut branches = source.fan_out(2);
     assert_eq!(branches[0].next().await, Some(1));
     assert_eq!(branches[0].next().await, None);
-    assert!(dropped.load(Ordering::SeqCst), "ended source still held by the branches");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "ended source still held by the branches"
+    );
 }
 
 /// Branches parked while the source is pending must all wake when it yields.
@@ -147,7 +153,12 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_yields() {
     }
     let mut got = Vec::new();
     for task in tasks {
-        got.push(timeout(LONG, task).await.expect("a parked branch was never woken").unwrap());
+        got.push(
+            timeout(LONG, task)
+                .await
+                .expect("a parked branch was never woken")
+                .unwrap(),
+        );
     }
     got.sort();
     assert_eq!(got, [Some(0), Some(1), Some(2), Some(3)]);
@@ -166,7 +177,9 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_ends() {
     }
     drop(tx);
     for task in tasks {
-        let got = timeout(LONG, task).await.expect("a parked branch was never woken");
+        let got = timeout(LONG, task)
+            .await
+            .expect("a parked branch was never woken");
         assert_eq!(got.unwrap(), None);
     }
 }
@@ -190,7 +203,9 @@ async fn dropping_the_last_parked_branch_strands_no_other() {
     last.abort();
     assert!(last.await.unwrap_err().is_cancelled());
     tx.send(42).await.unwrap();
-    let got = timeout(LONG, first).await.expect("the remaining branch was stranded");
+    let got = timeout(LONG, first)
+        .await
+        .expect("the remaining branch was stranded");
     assert_eq!(got.unwrap(), Some(42));
 }
 
@@ -219,12 +234,18 @@ async fn a_branch_that_finds_the_source_busy_is_woken_when_it_is_free() {
         let item = busy.next().await;
         (item, busy) // never polled again
     });
-    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
 
     let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
     let waker = Waker::from(woken.clone());
     let mut cx = Context::from_waker(&waker);
-    assert_eq!(waiting.poll_next_unpin(&mut cx), Poll::Pending, "the source is busy");
+    assert_eq!(
+        waiting.poll_next_unpin(&mut cx),
+        Poll::Pending,
+        "the source is busy"
+    );
 
     gate_tx.send(()).unwrap();
     let (first, _busy) = holder.await.unwrap();
@@ -258,7 +279,9 @@ async fn cancelling_the_context_ends_parked_and_running_branches() {
     ctx.cancel();
     assert_eq!(active.next().await, None);
     for task in parked {
-        let got = timeout(LONG, task).await.expect("cancel did not wake a branch");
+        let got = timeout(LONG, task)
+            .await
+            .expect("cancel did not wake a branch");
         assert_eq!(got.unwrap(), None);
     }
     assert!(tx.is_closed(), "the source is dropped on cancel");
@@ -271,7 +294,9 @@ async fn a_parked_branch_ends_when_the_context_is_cancelled() {
     let task = tokio::spawn(async move { branches[0].next().await });
     tokio::time::sleep(Duration::from_millis(5)).await;
     ctx.cancel();
-    let got = timeout(LONG, task).await.expect("cancel did not wake the branch");
+    let got = timeout(LONG, task)
+        .await
+        .expect("cancel did not wake the branch");
     assert_eq!(got.unwrap(), None);
 }
 
@@ -296,13 +321,20 @@ async fn a_panicking_source_panics_its_branch_and_then_the_others() {
     let mut branches = source.fan_out(2);
     assert_eq!(branches[0].next().await, Some(1));
     let mut first = branches.remove(0);
-    let panicked = tokio::spawn(async move { first.next().await }).await.unwrap_err();
+    let panicked = tokio::spawn(async move { first.next().await })
+        .await
+        .unwrap_err();
     assert!(panicked.is_panic());
     let mut second = branches.remove(0);
-    let err = tokio::spawn(async move { second.next().await }).await.unwrap_err();
+    let err = tokio::spawn(async move { second.next().await })
+        .await
+        .unwrap_err();
     let message = err.into_panic();
     let message = message.downcast_ref::<String>().unwrap();
-    assert!(message.contains("fan_out: the source panicked"), "{message}");
+    assert!(
+        message.contains("fan_out: the source panicked"),
+        "{message}"
+    );
 }
 
 /// Nothing is spawned: the branches themselves poll the source, so no task
@@ -339,7 +371,10 @@ async fn no_wake_up_is_lost_under_contention() {
         });
         let mut all = Vec::new();
         for consumer in consumers {
-            let got = timeout(LONG, consumer).await.expect("lost wake-up").unwrap();
+            let got = timeout(LONG, consumer)
+                .await
+                .expect("lost wake-up")
+                .unwrap();
             assert!(got.windows(2).all(|w| w[0] < w[1]));
             all.extend(got);
         }

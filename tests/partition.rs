@@ -41,9 +41,7 @@ async fn key_per_lane(n: usize) -> Vec<u32> {
     keys.into_iter().flatten().collect()
 }
 
-fn counted(
-    items: Vec<Item>,
-) -> (impl Stream<Item = Item> + Send + 'static, Arc<AtomicUsize>) {
+fn counted(items: Vec<Item>) -> (impl Stream<Item = Item> + Send + 'static, Arc<AtomicUsize>) {
     let produced = Arc::new(AtomicUsize::new(0));
     let counter = produced.clone();
     let source = futures::stream::iter(items).inspect(move |_| {
@@ -83,17 +81,30 @@ async fn equal_keys_share_a_lane_in_order() {
     let lanes = futures::stream::iter(items).partition(3, key);
     let got = futures::future::join_all(lanes.into_iter().map(|l| l.collect::<Vec<_>>())).await;
     for k in 0..7 {
-        let holders: Vec<_> = got.iter().filter(|lane| lane.iter().any(|i| i.0 == k)).collect();
+        let holders: Vec<_> = got
+            .iter()
+            .filter(|lane| lane.iter().any(|i| i.0 == k))
+            .collect();
         assert_eq!(holders.len(), 1, "key {k} split over lanes");
-        let positions: Vec<usize> = holders[0].iter().filter(|i| i.0 == k).map(|i| i.1).collect();
-        assert_eq!(positions, (0..60).filter(|i| i % 7 == k as usize).collect::<Vec<_>>());
+        let positions: Vec<usize> = holders[0]
+            .iter()
+            .filter(|i| i.0 == k)
+            .map(|i| i.1)
+            .collect();
+        assert_eq!(
+            positions,
+            (0..60).filter(|i| i % 7 == k as usize).collect::<Vec<_>>()
+        );
     }
 }
 
 #[tokio::test]
 async fn lanes_hold_the_default_capacity_at_most() {
     let keys = key_per_lane(2).await;
-    let items: Vec<Item> = (0..100).map(|i| (keys[0], i)).chain([(keys[1], 100)]).collect();
+    let items: Vec<Item> = (0..100)
+        .map(|i| (keys[0], i))
+        .chain([(keys[1], 100)])
+        .collect();
     let (source, produced) = counted(items);
     let mut lanes = source.partition(2, key);
     assert_eq!(ready_now(&mut lanes[1]).await, None);
@@ -115,8 +126,15 @@ async fn a_full_lane_applies_backpressure() {
 
     let waiting = tokio::spawn(async move { (free_lane.next().await, free_lane) });
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(!waiting.is_finished(), "the free lane must wait behind the held item");
-    assert_eq!(produced.load(Ordering::SeqCst), 3, "two buffered and one held");
+    assert!(
+        !waiting.is_finished(),
+        "the free lane must wait behind the held item"
+    );
+    assert_eq!(
+        produced.load(Ordering::SeqCst),
+        3,
+        "two buffered and one held"
+    );
     assert_eq!(full_lane.len(), 2);
 
     assert_eq!(full_lane.next().await, Some((full, 0)));
@@ -133,7 +151,14 @@ async fn a_full_lane_applies_backpressure() {
 async fn a_dropped_lane_skips_and_counts_its_items() {
     let keys = key_per_lane(2).await;
     let (gone, kept) = (keys[0], keys[1]);
-    let items = vec![(gone, 0), (gone, 1), (gone, 2), (kept, 3), (gone, 4), (kept, 5)];
+    let items = vec![
+        (gone, 0),
+        (gone, 1),
+        (gone, 2),
+        (kept, 3),
+        (gone, 4),
+        (kept, 5),
+    ];
     let mut lanes = futures::stream::iter(items).partition_with(2, 2, key);
     let mut kept_lane = lanes.pop().unwrap();
     let gone_lane = lanes.pop().unwrap();
@@ -169,7 +194,9 @@ async fn lanes_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() {
     }
     drop(tx);
     for (lane, task) in tasks.into_iter().enumerate() {
-        let got = timeout(LONG, task).await.expect("a parked lane was never woken");
+        let got = timeout(LONG, task)
+            .await
+            .expect("a parked lane was never woken");
         assert_eq!(got.unwrap(), [(keys[lane], lane)]);
     }
 }
@@ -179,8 +206,7 @@ async fn cancel_ends_every_lane_and_drops_what_they_hold() {
     let keys = key_per_lane(2).await;
     let ctx = TaskContext::background();
     let (tx, rx) = mpsc::channel(8);
-    let mut lanes =
-        ReceiverStream::new(rx).partition_with(Branches::new(2).context(&ctx), 2, key);
+    let mut lanes = ReceiverStream::new(rx).partition_with(Branches::new(2).context(&ctx), 2, key);
     let mut second = lanes.pop().unwrap();
     let first = lanes.pop().unwrap();
     for i in 0..3 {
@@ -190,8 +216,18 @@ async fn cancel_ends_every_lane_and_drops_what_they_hold() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(first.len(), 2);
     ctx.cancel();
-    assert_eq!(timeout(LONG, parked).await.expect("cancel did not wake").unwrap(), None);
-    assert_eq!(first.collect::<Vec<_>>().await, [], "buffered items are dropped on cancel");
+    assert_eq!(
+        timeout(LONG, parked)
+            .await
+            .expect("cancel did not wake")
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        first.collect::<Vec<_>>().await,
+        [],
+        "buffered items are dropped on cancel"
+    );
     assert!(tx.is_closed(), "the source is dropped on cancel");
 }
 
