@@ -8,6 +8,8 @@
 //!   an mpsc fed by a producer task; the Go-style version (one tokio mpsc read
 //!   by N tasks through `Arc<tokio::sync::Mutex<Receiver>>`); an MPMC channel
 //!   (flume, through `par_stream`'s `spawned`); and `par_stream`'s `shared`.
+//! * `fan_out_cpu_bound`: ~20 µs of work per item, 2 branches on 2 workers,
+//!   against the same work in one task: do the branches really run in parallel?
 //! * `broadcast/<subscribers>`: `tokio_conc` `broadcast` against
 //!   `async_broadcast` (bounded, waits for slow receivers: the same contract),
 //!   `par_stream`'s `broadcast`, and `tokio::sync::broadcast` — which has no
@@ -31,6 +33,8 @@ const FAN_OUT_ITEMS: u64 = 50_000;
 const BROADCAST_ITEMS: u64 = 20_000;
 /// The channel capacity of the hand-written versions, and the broadcast buffer.
 const CAPACITY: usize = 100;
+const CPU_ITEMS: u64 = 2_000;
+const CPU_WORK_ROUNDS: u32 = 20_000;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -154,6 +158,65 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
+/// About 20 µs of CPU work.
+fn work(x: u64) -> u64 {
+    let mut h = x;
+    for _ in 0..CPU_WORK_ROUNDS {
+        h = std::hint::black_box(h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+    }
+    h % 2 + x
+}
+
+/// Whether the branches really run in parallel: CPU-bound items on 2 workers,
+/// against the same work done in one task.
+fn fan_out_cpu_bound(c: &mut Criterion) {
+    let rt = runtime();
+    let items = CPU_ITEMS;
+    let expected: u64 = (0..items).map(work).sum();
+    let mut group = c.benchmark_group("fan_out_cpu_bound");
+    group.throughput(Throughput::Elements(items));
+    group.bench_function("sequential_one_task", |b| {
+        b.to_async(&rt).iter(|| async move {
+            let sum = tokio::spawn(
+                futures::stream::iter(0..items)
+                    .map(work)
+                    .fold(0, |s, x| async move { s + x }),
+            );
+            assert_eq!(sum.await.unwrap(), expected);
+        })
+    });
+    group.bench_function("tokio_conc_fan_out/2", |b| {
+        b.to_async(&rt).iter(|| async move {
+            let branches = futures::stream::iter(0..items).fan_out(2);
+            let sum = sum_on_tasks(branches.into_iter().map(|b| b.map(work))).await;
+            assert_eq!(sum, expected);
+        })
+    });
+    group.bench_function("go_style_arc_mutex_mpsc_receiver/2", |b| {
+        b.to_async(&rt).iter(|| async move {
+            let rx = Arc::new(Mutex::new(producer(items)));
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let rx = rx.clone();
+                    tokio::spawn(async move {
+                        let mut sum = 0;
+                        while let Some(x) = rx.lock().await.recv().await {
+                            sum += work(x);
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for worker in workers {
+                sum += worker.await.unwrap();
+            }
+            assert_eq!(sum, expected);
+        })
+    });
+    group.finish();
+}
+
 fn broadcast(c: &mut Criterion) {
     let rt = runtime();
     let items = BROADCAST_ITEMS;
@@ -245,6 +308,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = fan_out, broadcast
+    targets = fan_out, fan_out_cpu_bound, broadcast
 }
 criterion_main!(benches);
