@@ -4,7 +4,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
@@ -55,14 +55,18 @@ where
     S: Stream + Send + 'static,
 {
     let branches = n.into();
-    let parked = WakerSet::new(branches.count);
+    let parked = Arc::new(Parked {
+        busy: WakerSet::new(branches.count),
+        waiting: WakerSet::new(branches.count),
+    });
+    let source_waker = Waker::from(Arc::clone(&parked));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
-            cancel: branches.cancel_watch(&parked),
+            cancel: branches.cancel_watch(&source_waker),
         }),
-        source_waker: parked.waker(),
         parked,
+        source_waker,
     });
     (0..branches.count)
         .map(|slot| Branch {
@@ -84,9 +88,30 @@ pub struct Branch<T> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    parked: Arc<WakerSet>,
+    parked: Arc<Parked>,
     /// Wakes every parked branch; the only waker the source is polled with.
     source_waker: Waker,
+}
+
+/// The parked branches, in two sets so that handing an item out wakes only
+/// those that found the source busy — not those waiting for the source itself,
+/// which the source wakes when it has more.
+struct Parked {
+    /// Found another branch polling the source: woken when it lets go.
+    busy: Arc<WakerSet>,
+    /// Found the source pending: woken by the source (or at its end).
+    waiting: Arc<WakerSet>,
+}
+
+impl Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.waiting.wake_all();
+        self.busy.wake_all();
+    }
 }
 
 struct State<T> {
@@ -121,47 +146,52 @@ impl<T> Stream for Branch<T> {
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
         let shared = &*this.shared;
+        let parked = &*shared.parked;
 
-        let _wake = WakeOnUnwind(&shared.parked);
+        let _wake = WakeOnUnwind(&shared.source_waker);
         let mut state = match try_lock(&shared.state, OPERATOR) {
             Some(state) => state,
             None => {
                 // Another branch is polling the source. Park first, then look
                 // again: either that branch sees us parked when it lets go, or
                 // we see the lock free (the fences order the two).
-                shared.parked.register(this.slot, cx.waker());
+                parked.busy.register(this.slot, cx.waker());
                 fence(Ordering::SeqCst);
                 let Some(state) = try_lock(&shared.state, OPERATOR) else {
                     return Poll::Pending;
                 };
-                shared.parked.unregister(this.slot);
+                parked.busy.unregister(this.slot);
                 state
             }
         };
 
-        let epoch = shared.parked.epoch();
+        let epoch = parked.waiting.epoch();
         let polled = state.poll_source(&mut Context::from_waker(&shared.source_waker));
         match polled {
             Poll::Ready(Some(item)) => {
                 drop(state);
                 // Branches that found the lock taken wait for us to let go;
                 // the source may have more ready for them.
-                if shared.parked.any_parked() {
-                    shared.parked.wake_all();
+                if parked.busy.any_parked() {
+                    parked.busy.wake_all();
                 }
                 coop.made_progress();
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {
                 drop(state);
-                shared.parked.wake_all();
+                shared.source_waker.wake_by_ref();
                 this.done = true;
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                // The source will wake the parked set; join it, or, if it
-                // already woke while we were polling, come back at once.
-                shared.parked.park(this.slot, cx.waker(), epoch);
+                // The source will wake the parked branches; join them. If it
+                // already woke them while we were polling, branches that parked
+                // meanwhile may have missed it: wake everyone again.
+                parked.waiting.park(this.slot, cx.waker(), epoch);
+                if parked.waiting.epoch() != epoch {
+                    parked.busy.wake_all();
+                }
                 drop(state);
                 Poll::Pending
             }
@@ -177,7 +207,8 @@ impl<T> FusedStream for Branch<T> {
 
 impl<T> Drop for Branch<T> {
     fn drop(&mut self) {
-        self.shared.parked.unregister(self.slot);
+        self.shared.parked.busy.unregister(self.slot);
+        self.shared.parked.waiting.unregister(self.slot);
     }
 }
 

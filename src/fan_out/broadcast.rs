@@ -56,14 +56,15 @@ where
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
     let parked = WakerSet::new(branches.count);
+    let source_waker = parked.waker();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
             buffers: (0..branches.count).map(|_| Some(VecDeque::new())).collect(),
             capacity,
-            cancel: branches.cancel_watch(&parked),
+            cancel: branches.cancel_watch(&source_waker),
         }),
-        source_waker: parked.waker(),
+        source_waker,
         parked,
     });
     (0..branches.count)
@@ -184,7 +185,7 @@ impl<T: Clone> Stream for BroadcastBranch<T> {
         let this = &mut *self;
         let shared = &*this.shared;
 
-        let _wake = WakeOnUnwind(&shared.parked);
+        let _wake = WakeOnUnwind(&shared.source_waker);
         let mut state = lock(&shared.state, OPERATOR);
         let epoch = shared.parked.epoch();
         if state.cancelled() {

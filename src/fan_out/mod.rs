@@ -60,7 +60,6 @@ use std::task::{Context, Wake, Waker};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::context::TaskContext;
-use crate::internal::waker_set::WakerSet;
 
 pub use branch::{Branch, fan_out};
 pub use broadcast::{BroadcastBranch, broadcast};
@@ -147,10 +146,11 @@ impl Branches {
         self.context.as_ref()
     }
 
-    fn cancel_watch(&self, parked: &Arc<WakerSet>) -> Option<CancelWatch> {
+    /// A watch on the context, if any, that wakes `parked` on cancellation.
+    fn cancel_watch(&self, parked: &Waker) -> Option<CancelWatch> {
         self.context
             .as_ref()
-            .map(|ctx| CancelWatch::new(ctx.token(), parked))
+            .map(|ctx| CancelWatch::new(ctx.token(), parked.clone()))
     }
 }
 
@@ -162,7 +162,7 @@ impl From<usize> for Branches {
 }
 
 /// Watches a cancellation token without a lock per check: the token's future is
-/// polled once, with a waker that raises a flag and wakes every parked branch.
+/// polled once, with a waker that raises a flag and wakes the parked branches.
 struct CancelWatch {
     token: CancellationToken,
     wait: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -171,7 +171,7 @@ struct CancelWatch {
 
 struct CancelSignal {
     woken: AtomicBool,
-    parked: Arc<WakerSet>,
+    parked: Waker,
 }
 
 impl Wake for CancelSignal {
@@ -181,18 +181,18 @@ impl Wake for CancelSignal {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
-        self.parked.wake_all();
+        self.parked.wake_by_ref();
     }
 }
 
 impl CancelWatch {
-    fn new(token: CancellationToken, parked: &Arc<WakerSet>) -> Self {
+    fn new(token: CancellationToken, parked: Waker) -> Self {
         let mut watch = CancelWatch {
             wait: Box::pin(token.clone().cancelled_owned()),
             token,
             signal: Arc::new(CancelSignal {
                 woken: AtomicBool::new(false),
-                parked: Arc::clone(parked),
+                parked,
             }),
         };
         watch.arm();
@@ -254,14 +254,15 @@ fn try_lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> Option<MutexGuard<'a,
     }
 }
 
-/// Wakes every parked branch if the source panics while polled, so that they
-/// see the poisoned lock instead of waiting forever.
-struct WakeOnUnwind<'a>(&'a WakerSet);
+/// Wakes the parked branches (with a waker that wakes them all) if the source
+/// panics while polled, so that they see the poisoned lock instead of waiting
+/// forever.
+struct WakeOnUnwind<'a>(&'a Waker);
 
 impl Drop for WakeOnUnwind<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.wake_all();
+            self.0.wake_by_ref();
         }
     }
 }

@@ -103,6 +103,7 @@ where
     let branches = n.into();
     let lanes = branches.count;
     let parked = WakerSet::new(lanes);
+    let source_waker = parked.waker();
     let route = move |item: &S::Item| {
         // A fixed-key hasher: the same key goes to the same lane in every run.
         let mut hasher = DefaultHasher::new();
@@ -117,9 +118,9 @@ where
             held: None,
             route: Box::new(route),
             skipped: 0,
-            cancel: branches.cancel_watch(&parked),
+            cancel: branches.cancel_watch(&source_waker),
         }),
-        source_waker: parked.waker(),
+        source_waker,
         parked,
     });
     (0..lanes)
@@ -263,7 +264,7 @@ impl<T> Stream for Lane<T> {
         let this = &mut *self;
         let shared = &*this.shared;
 
-        let _wake = WakeOnUnwind(&shared.parked);
+        let _wake = WakeOnUnwind(&shared.source_waker);
         let mut state = lock(&shared.state, OPERATOR);
         let epoch = shared.parked.epoch();
         if state.cancelled() {

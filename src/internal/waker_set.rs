@@ -42,8 +42,8 @@ impl WakerSet {
 
     /// Parks `slot` with `waker`. If a `wake_all` ran since `epoch` was read,
     /// the wake-up may have missed this slot — and any slot parked meanwhile —
-    /// so it is repeated: waking only this slot would strand the others if
-    /// this handle were dropped before it polls again.
+    /// so it is repeated: waking only this slot would strand the others if this
+    /// handle were dropped before it polls again.
     pub(crate) fn park(&self, slot: usize, waker: &Waker, epoch: usize) {
         self.register(slot, waker);
         if self.epoch.load(Ordering::SeqCst) != epoch {
