@@ -384,6 +384,28 @@ async fn no_wake_up_is_lost_under_contention() {
     }
 }
 
+/// Branches contending for an always-ready source park on each other and must
+/// be woken when the holder lets go: a lost wake-up hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wake_up_is_lost_when_branches_contend_for_a_ready_source() {
+    for round in 0..200_u64 {
+        let n = [2, 3, 8][round as usize % 3];
+        let consumers: Vec<_> = futures::stream::iter(0..5_000_u64)
+            .fan_out(n)
+            .into_iter()
+            .map(|b| tokio::spawn(b.fold(0, |sum, x| async move { sum + x })))
+            .collect();
+        let mut total = 0;
+        for consumer in consumers {
+            total += timeout(LONG, consumer)
+                .await
+                .expect("lost wake-up")
+                .unwrap();
+        }
+        assert_eq!(total, 5_000 * 4_999 / 2);
+    }
+}
+
 /// How a consumer task treats its branch: how many `yield_now`s it makes
 /// between items, and whether it quits (drops the branch) after some items.
 #[derive(Clone, Debug)]

@@ -69,7 +69,10 @@ impl WakerSet {
         if self.parked.load(Ordering::SeqCst) == 0 {
             return;
         }
-        if self.lock()[slot].take().is_some() {
+        // The count changes under the lock, like the slots: a `wake_all` in
+        // between would otherwise reset it and this would wrap it around.
+        let mut slots = self.lock();
+        if slots[slot].take().is_some() {
             self.parked.fetch_sub(1, Ordering::SeqCst);
         }
     }
