@@ -106,10 +106,19 @@ async fn a_branch_parked_on_backpressure_wakes_when_room_frees() {
         .await
         .expect("fast branch never woken");
     assert_eq!(next, Some(2));
+    // Again, with the slow branch taking its item from the batch it already
+    // holds (no lock involved).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(progress.try_recv().is_err(), "fast must wait for slow");
+    assert_eq!(slow.next().await, Some(1));
+    let next = timeout(LONG, progress.recv())
+        .await
+        .expect("fast branch never woken");
+    assert_eq!(next, Some(3));
     drop(slow);
     timeout(LONG, fast).await.unwrap().unwrap();
     let rest: Vec<_> = std::iter::from_fn(|| progress.try_recv().ok()).collect();
-    assert_eq!(rest, (3..10).collect::<Vec<_>>());
+    assert_eq!(rest, (4..10).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -4,13 +4,12 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
 
-use super::{Branches, CancelWatch, WakeOnUnwind, try_lock};
-use crate::internal::waker_set::WakerSet;
+use super::{Branches, CancelWatch, Parked, WakeOnUnwind, try_lock};
 
 const OPERATOR: &str = "fan_out";
 
@@ -55,10 +54,7 @@ where
     S: Stream + Send + 'static,
 {
     let branches = n.into();
-    let parked = Arc::new(Parked {
-        busy: WakerSet::new(branches.count),
-        waiting: WakerSet::new(branches.count),
-    });
+    let parked = Parked::new(branches.count);
     let source_waker = Waker::from(Arc::clone(&parked));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -91,27 +87,6 @@ struct Shared<T> {
     parked: Arc<Parked>,
     /// Wakes every parked branch; the only waker the source is polled with.
     source_waker: Waker,
-}
-
-/// The parked branches, in two sets so that handing an item out wakes only
-/// those that found the source busy — not those waiting for the source itself,
-/// which the source wakes when it has more.
-struct Parked {
-    /// Found another branch polling the source: woken when it lets go.
-    busy: Arc<WakerSet>,
-    /// Found the source pending: woken by the source (or at its end).
-    waiting: Arc<WakerSet>,
-}
-
-impl Wake for Parked {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.waiting.wake_all();
-        self.busy.wake_all();
-    }
 }
 
 struct State<T> {
@@ -155,12 +130,12 @@ impl<T> Stream for Branch<T> {
                 // Another branch is polling the source. Park first, then look
                 // again: either that branch sees us parked when it lets go, or
                 // we see the lock free (the fences order the two).
-                parked.busy.register(this.slot, cx.waker());
+                parked.blocked.register(this.slot, cx.waker());
                 fence(Ordering::SeqCst);
                 let Some(state) = try_lock(&shared.state, OPERATOR) else {
                     return Poll::Pending;
                 };
-                parked.busy.unregister(this.slot);
+                parked.blocked.unregister(this.slot);
                 state
             }
         };
@@ -172,8 +147,8 @@ impl<T> Stream for Branch<T> {
                 drop(state);
                 // Branches that found the lock taken wait for us to let go;
                 // the source may have more ready for them.
-                if parked.busy.any_parked() {
-                    parked.busy.wake_all();
+                if parked.blocked.any_parked() {
+                    parked.blocked.wake_all();
                 }
                 coop.made_progress();
                 Poll::Ready(Some(item))
@@ -190,7 +165,7 @@ impl<T> Stream for Branch<T> {
                 // meanwhile may have missed it: wake everyone again.
                 parked.waiting.park(this.slot, cx.waker(), epoch);
                 if parked.waiting.epoch() != epoch {
-                    parked.busy.wake_all();
+                    parked.blocked.wake_all();
                 }
                 drop(state);
                 Poll::Pending
@@ -207,8 +182,7 @@ impl<T> FusedStream for Branch<T> {
 
 impl<T> Drop for Branch<T> {
     fn drop(&mut self) {
-        self.shared.parked.busy.unregister(self.slot);
-        self.shared.parked.waiting.unregister(self.slot);
+        self.shared.parked.unregister(self.slot);
     }
 }
 

@@ -3,14 +3,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
 
-use super::{Branches, CancelWatch, WakeOnUnwind, lock};
-use crate::internal::waker_set::WakerSet;
+use super::{Branches, CancelHint, CancelWatch, Parked, WakeOnUnwind, lock};
 
 const OPERATOR: &str = "broadcast";
 
@@ -22,7 +22,10 @@ const OPERATOR: &str = "broadcast";
 /// the pace: the source is not polled while any live branch's buffer is full,
 /// so memory stays at most `n × capacity` items and nothing is ever lost. A
 /// branch that asks when its buffer is empty polls the source itself, taking as
-/// many ready items as every buffer has room for. A dropped branch stops
+/// many ready items as every buffer has room for. A branch moves its whole
+/// buffer out in one go and then takes those items without a lock (they still
+/// count against `capacity` until taken), so the lock is taken about once per
+/// batch, not once per item. A dropped branch stops
 /// counting: the others go on without it. All branches end after the source
 /// ends and they have emitted what they hold.
 ///
@@ -55,15 +58,18 @@ where
 {
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
-    let parked = WakerSet::new(branches.count);
-    let source_waker = parked.waker();
+    let parked = Parked::new(branches.count);
+    let source_waker = Waker::from(Arc::clone(&parked));
+    let cancel = branches.cancel_watch(&source_waker);
     let shared = Arc::new(Shared {
+        cancel_hint: cancel.as_ref().map(CancelWatch::hint),
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
             buffers: (0..branches.count).map(|_| Some(VecDeque::new())).collect(),
             capacity,
-            cancel: branches.cancel_watch(&source_waker),
+            cancel,
         }),
+        batched: (0..branches.count).map(|_| AtomicUsize::new(0)).collect(),
         source_waker,
         parked,
     });
@@ -71,6 +77,7 @@ where
         .map(|slot| BroadcastBranch {
             shared: Arc::clone(&shared),
             slot,
+            batch: VecDeque::new(),
             done: false,
         })
         .collect()
@@ -83,14 +90,23 @@ where
 pub struct BroadcastBranch<T> {
     shared: Arc<Shared<T>>,
     slot: usize,
+    /// Items moved out of this branch's buffer in one go, so that taking each
+    /// of them needs no lock. They still count against `capacity` (through
+    /// `Shared::batched`) until taken.
+    batch: VecDeque<T>,
     done: bool,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    parked: Arc<WakerSet>,
+    /// Per branch: how many items its `batch` holds. Set under the lock, taken
+    /// down without it, read (under the lock) by a branch deciding whether
+    /// every branch has room for another item.
+    batched: Box<[AtomicUsize]>,
+    parked: Arc<Parked>,
     /// Wakes every parked branch; the only waker the source is polled with.
     source_waker: Waker,
+    cancel_hint: Option<CancelHint>,
 }
 
 struct State<T> {
@@ -120,20 +136,23 @@ impl<T: Clone> State<T> {
         true
     }
 
-    /// The room left in the fullest live buffer.
-    fn room(&self) -> usize {
-        let fullest = self.buffers.iter().flatten().map(VecDeque::len).max();
-        self.capacity - fullest.unwrap_or(0)
+    /// The room left for the fullest live branch: its buffer and its batch.
+    fn room(&self, batched: &[AtomicUsize]) -> usize {
+        let held = |(buffer, batched): (&Option<VecDeque<T>>, &AtomicUsize)| {
+            Some(buffer.as_ref()?.len() + batched.load(Ordering::SeqCst))
+        };
+        let fullest = self.buffers.iter().zip(batched).filter_map(held).max();
+        self.capacity.saturating_sub(fullest.unwrap_or(0))
     }
 
     /// Polls the source while every live buffer has room, the source has items
     /// ready and the task has coop budget left.
-    fn pull(&mut self, cx: &mut Context<'_>) -> Pulled {
+    fn pull(&mut self, batched: &[AtomicUsize], cx: &mut Context<'_>) -> Pulled {
         let mut pulled = Pulled {
             any: false,
             ended: false,
         };
-        for _ in 0..self.room() {
+        for _ in 0..self.room(batched) {
             if pulled.any && !tokio::task::coop::has_budget_remaining() {
                 break;
             }
@@ -166,11 +185,12 @@ impl<T: Clone> State<T> {
         }
     }
 
-    /// The branch's next item, and whether its buffer was full before.
-    fn pop(&mut self, slot: usize) -> Option<(T, bool)> {
-        let buffer = self.buffers[slot].as_mut()?;
-        let was_full = buffer.len() == self.capacity;
-        buffer.pop_front().map(|item| (item, was_full))
+    /// Moves the branch's whole buffer into its (empty) batch.
+    fn take_batch(&mut self, slot: usize, batch: &mut VecDeque<T>, batched: &AtomicUsize) {
+        if let Some(buffer) = self.buffers[slot].as_mut() {
+            std::mem::swap(buffer, batch);
+            batched.store(batch.len(), Ordering::SeqCst);
+        }
     }
 }
 
@@ -184,23 +204,36 @@ impl<T: Clone> Stream for BroadcastBranch<T> {
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
         let shared = &*this.shared;
+        let slot = this.slot;
+
+        // The batch needs no lock — unless a cancellation may have happened,
+        // which only the lock can confirm.
+        let maybe_cancelled = shared.cancel_hint.as_ref().is_some_and(CancelHint::raised);
+        if !maybe_cancelled {
+            if let Some(item) = this.batch.pop_front() {
+                shared.took_one(slot);
+                coop.made_progress();
+                return Poll::Ready(Some(item));
+            }
+        }
 
         let _wake = WakeOnUnwind(&shared.source_waker);
         let mut state = lock(&shared.state, OPERATOR);
-        let epoch = shared.parked.epoch();
+        let epoch = shared.parked.waiting.epoch();
         if state.cancelled() {
+            this.batch.clear();
+            shared.batched[slot].store(0, Ordering::SeqCst);
             drop(state);
-            shared.parked.wake_all();
+            shared.source_waker.wake_by_ref();
             this.done = true;
             return Poll::Ready(None);
         }
-
-        if let Some((item, was_full)) = state.pop(this.slot) {
+        if this.batch.is_empty() {
+            state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
+        }
+        if let Some(item) = this.batch.pop_front() {
             drop(state);
-            // Branches may be parked waiting for this buffer to have room.
-            if was_full && shared.parked.any_parked() {
-                shared.parked.wake_all();
-            }
+            shared.took_one(slot);
             coop.made_progress();
             return Poll::Ready(Some(item));
         }
@@ -209,23 +242,34 @@ impl<T: Clone> Stream for BroadcastBranch<T> {
             this.done = true;
             return Poll::Ready(None);
         }
-        if state.room() == 0 {
-            // A slower branch's buffer is full: wait until it takes an item.
-            shared.parked.park(this.slot, cx.waker(), epoch);
-            return Poll::Pending;
+        if state.room(&shared.batched) == 0 {
+            // A slower branch is full: wait until it takes an item. It takes
+            // items from its batch without the lock, so park first and look
+            // again (the fences order this against its `took_one`).
+            shared.parked.blocked.register(slot, cx.waker());
+            fence(Ordering::SeqCst);
+            if state.room(&shared.batched) == 0 {
+                return Poll::Pending;
+            }
+            shared.parked.blocked.unregister(slot);
         }
 
-        let pulled = state.pull(&mut Context::from_waker(&shared.source_waker));
-        let next = state.pop(this.slot);
+        let pulled = state.pull(
+            &shared.batched,
+            &mut Context::from_waker(&shared.source_waker),
+        );
+        state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
+        let next = this.batch.pop_front();
         if next.is_none() && !pulled.ended {
-            shared.parked.park(this.slot, cx.waker(), epoch);
+            shared.parked.waiting.park(slot, cx.waker(), epoch);
         }
         drop(state);
         if pulled.any || pulled.ended {
-            shared.parked.wake_all();
+            shared.source_waker.wake_by_ref();
         }
         match next {
-            Some((item, _)) => {
+            Some(item) => {
+                shared.took_one(slot);
                 coop.made_progress();
                 Poll::Ready(Some(item))
             }
@@ -234,6 +278,20 @@ impl<T: Clone> Stream for BroadcastBranch<T> {
                 Poll::Ready(None)
             }
             None => Poll::Pending,
+        }
+    }
+}
+
+// Nothing in a branch is structurally pinned: its items are only moved.
+impl<T> Unpin for BroadcastBranch<T> {}
+
+impl<T> Shared<T> {
+    /// Branch `slot` took an item from its batch: one more item of room, which
+    /// a branch blocked on this one may be waiting for.
+    fn took_one(&self, slot: usize) {
+        self.batched[slot].fetch_sub(1, Ordering::SeqCst);
+        if self.parked.blocked.any_parked() {
+            self.parked.blocked.wake_all();
         }
     }
 }
@@ -257,9 +315,10 @@ impl<T> BroadcastBranch<T> {
     /// ```
     pub fn len(&self) -> usize {
         let state = self.shared.state.lock();
-        state.map_or(0, |s| {
+        let buffered = state.map_or(0, |s| {
             s.buffers[self.slot].as_ref().map_or(0, VecDeque::len)
-        })
+        });
+        buffered + self.batch.len()
     }
 
     /// Whether this branch holds no item.
@@ -282,22 +341,21 @@ impl<T: Clone> FusedStream for BroadcastBranch<T> {
 
 impl<T> Drop for BroadcastBranch<T> {
     fn drop(&mut self) {
-        self.shared.parked.unregister(self.slot);
+        let shared = &*self.shared;
+        shared.parked.unregister(self.slot);
         // A poisoned lock: the source panicked, and nobody will poll it again.
-        let Ok(mut state) = self.shared.state.lock() else {
+        let Ok(mut state) = shared.state.lock() else {
             return;
         };
-        let capacity = state.capacity;
-        let was_full = state.buffers[self.slot]
-            .take()
-            .is_some_and(|buffer| buffer.len() == capacity);
+        state.buffers[self.slot] = None;
+        shared.batched[self.slot].store(0, Ordering::SeqCst);
         if state.buffers.iter().all(Option::is_none) {
             state.source = None;
         }
         drop(state);
-        if was_full {
-            // The others may have been waiting for this branch.
-            self.shared.parked.wake_all();
+        // The others may have been waiting for this branch.
+        if shared.parked.blocked.any_parked() {
+            shared.parked.blocked.wake_all();
         }
     }
 }

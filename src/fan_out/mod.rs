@@ -59,6 +59,8 @@ use std::task::{Context, Wake, Waker};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::internal::waker_set::WakerSet;
+
 use crate::context::TaskContext;
 
 pub use branch::{Branch, fan_out};
@@ -161,6 +163,43 @@ impl From<usize> for Branches {
     }
 }
 
+/// The parked branches of one fan-out, in two sets so that each event wakes
+/// only the branches it concerns.
+struct Parked {
+    /// Waiting for the source: woken by the source's waker (this set's and the
+    /// other's: [`Parked`] is the waker the source is polled with), by new items
+    /// and by the end.
+    waiting: Arc<WakerSet>,
+    /// Blocked by another branch — `fan_out`: polling the source; `broadcast`:
+    /// the fullest — and woken when that branch lets go or takes an item.
+    blocked: Arc<WakerSet>,
+}
+
+impl Parked {
+    fn new(branches: usize) -> Arc<Self> {
+        Arc::new(Parked {
+            waiting: WakerSet::new(branches),
+            blocked: WakerSet::new(branches),
+        })
+    }
+
+    fn unregister(&self, slot: usize) {
+        self.waiting.unregister(slot);
+        self.blocked.unregister(slot);
+    }
+}
+
+impl Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.waiting.wake_all();
+        self.blocked.wake_all();
+    }
+}
+
 /// Watches a cancellation token without a lock per check: the token's future is
 /// polled once, with a waker that raises a flag and wakes the parked branches.
 struct CancelWatch {
@@ -211,6 +250,12 @@ impl CancelWatch {
         }
     }
 
+    /// Whether a cancellation may have happened: one atomic load, no lock. Only
+    /// a `true` needs [`is_cancelled`](Self::is_cancelled) to confirm it.
+    fn hint(&self) -> CancelHint {
+        CancelHint(Arc::clone(&self.signal))
+    }
+
     /// One atomic load while nothing happened; the token's lock only after a
     /// wake-up, which is re-armed if it was spurious.
     fn is_cancelled(&mut self) -> bool {
@@ -223,6 +268,15 @@ impl CancelWatch {
         self.signal.woken.store(false, Ordering::SeqCst);
         self.arm();
         self.signal.woken.load(Ordering::SeqCst) && self.token.is_cancelled()
+    }
+}
+
+/// A lock-free "maybe cancelled" flag, for paths that do not take the lock.
+struct CancelHint(Arc<CancelSignal>);
+
+impl CancelHint {
+    fn raised(&self) -> bool {
+        self.0.woken.load(Ordering::SeqCst)
     }
 }
 
