@@ -54,7 +54,7 @@ where
     S: Stream + Send + 'static,
 {
     let branches = n.into();
-    let parked = Parked::new(branches.count);
+    let parked = Parked::new(branches.count());
     let source_waker = Waker::from(Arc::clone(&parked));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -64,7 +64,7 @@ where
         parked,
         source_waker,
     });
-    (0..branches.count)
+    (0..branches.count())
         .map(|slot| Branch {
             shared: Arc::clone(&shared),
             slot,

@@ -58,22 +58,24 @@ where
 {
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
-    let parked = Parked::new(branches.count);
+    let parked = Parked::new(branches.count());
     let source_waker = Waker::from(Arc::clone(&parked));
     let cancel = branches.cancel_watch(&source_waker);
     let shared = Arc::new(Shared {
         cancel_hint: cancel.as_ref().map(CancelWatch::hint),
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
-            buffers: (0..branches.count).map(|_| Some(VecDeque::new())).collect(),
+            buffers: (0..branches.count())
+                .map(|_| Some(VecDeque::new()))
+                .collect(),
             capacity,
             cancel,
         }),
-        batched: (0..branches.count).map(|_| AtomicUsize::new(0)).collect(),
+        batched: (0..branches.count()).map(|_| AtomicUsize::new(0)).collect(),
         source_waker,
         parked,
     });
-    (0..branches.count)
+    (0..branches.count())
         .map(|slot| BroadcastBranch {
             shared: Arc::clone(&shared),
             slot,

@@ -101,7 +101,7 @@ where
 {
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
-    let lanes = branches.count;
+    let lanes = branches.count();
     let parked = WakerSet::new(lanes);
     let source_waker = parked.waker();
     let route = move |item: &S::Item| {
