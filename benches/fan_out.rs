@@ -1,4 +1,4 @@
-//! Fan-out and broadcast against what a user would otherwise write.
+//! Fan-out, broadcast and partition against what a user would otherwise write.
 //!
 //! Every case moves the same items through a 2-worker multi-thread runtime, each
 //! branch (or receiver) consumed by its own spawned task that sums what it gets;
@@ -15,6 +15,8 @@
 //!   `par_stream`'s `broadcast`, and `tokio::sync::broadcast` — which has no
 //!   backpressure and drops items for slow receivers, so it gets a buffer of
 //!   every item (the only way it loses nothing).
+//! * `partition/<lanes>`: `tokio_conc` `partition` (64 keys) against Go's
+//!   dispatcher: one task routing each item into a per-lane mpsc.
 //!
 //! Compare the ratios within one run: `cargo bench --bench fan_out`.
 
@@ -34,6 +36,8 @@ const BROADCAST_ITEMS: u64 = 20_000;
 /// The channel capacity of the hand-written versions, and the broadcast buffer.
 const CAPACITY: usize = 100;
 const CPU_ITEMS: u64 = 2_000;
+/// Distinct keys in the partition benchmark.
+const KEYS: u64 = 64;
 const CPU_WORK_ROUNDS: u32 = 20_000;
 
 fn runtime() -> Runtime {
@@ -298,6 +302,58 @@ fn broadcast(c: &mut Criterion) {
     group.finish();
 }
 
+/// Go's keyed dispatcher: one task routing each item to `lanes[hash % n]`.
+async fn go_style_dispatcher(lanes: usize, items: u64) -> u64 {
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..lanes).map(|_| mpsc::channel(CAPACITY)).unzip();
+    let dispatcher = tokio::spawn(async move {
+        for i in 0..items {
+            senders[lane_of(i % KEYS, lanes)].send(i).await.unwrap();
+        }
+    });
+    let sum = sum_on_tasks(receivers.into_iter().map(ReceiverStream::new)).await;
+    dispatcher.await.unwrap();
+    sum
+}
+
+fn lane_of(key: u64, lanes: usize) -> usize {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+fn partition(c: &mut Criterion) {
+    let rt = runtime();
+    let items = FAN_OUT_ITEMS;
+    let mut group = c.benchmark_group("partition");
+    group.throughput(Throughput::Elements(items));
+    for lanes in [2, 8] {
+        group.bench_with_input(
+            BenchmarkId::new("tokio_conc_partition", lanes),
+            &lanes,
+            |b, &n| {
+                b.to_async(&rt).iter(|| async move {
+                    let lanes =
+                        futures::stream::iter(0..items)
+                            .partition_with(n, CAPACITY, |x: &u64| *x % KEYS);
+                    assert_eq!(sum_on_tasks(lanes).await, expected_sum(items));
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("go_style_dispatcher_task_and_mpsc_per_lane", lanes),
+            &lanes,
+            |b, &n| {
+                b.to_async(&rt).iter(|| async move {
+                    assert_eq!(go_style_dispatcher(n, items).await, expected_sum(items));
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -308,6 +364,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = fan_out, fan_out_cpu_bound, broadcast
+    targets = fan_out, fan_out_cpu_bound, broadcast, partition
 }
 criterion_main!(benches);
