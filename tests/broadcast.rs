@@ -205,6 +205,27 @@ async fn the_source_is_dropped_with_the_last_branch() {
     assert!(tx.is_closed());
 }
 
+#[tokio::test]
+async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
+    let source = futures::stream::poll_fn(|_| -> Poll<Option<u32>> { panic!("source failed") });
+    let mut branches = source.broadcast(2, 4);
+    let mut second = branches.pop().unwrap();
+    let mut first = branches.pop().unwrap();
+    let err = tokio::spawn(async move { first.next().await })
+        .await
+        .unwrap_err();
+    assert!(err.is_panic());
+    let err = tokio::spawn(async move { second.next().await })
+        .await
+        .unwrap_err();
+    let message = err.into_panic();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("broadcast: the source panicked"),
+        "{message}"
+    );
+}
+
 #[derive(Clone, Debug)]
 struct Consumer {
     pace: Vec<u8>,

@@ -231,6 +231,27 @@ async fn cancel_ends_every_lane_and_drops_what_they_hold() {
     assert!(tx.is_closed(), "the source is dropped on cancel");
 }
 
+#[tokio::test]
+async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
+    let source = futures::stream::poll_fn(|_| -> Poll<Option<u32>> { panic!("source failed") });
+    let mut branches = source.partition(2, |x: &u32| *x);
+    let mut second = branches.pop().unwrap();
+    let mut first = branches.pop().unwrap();
+    let err = tokio::spawn(async move { first.next().await })
+        .await
+        .unwrap_err();
+    assert!(err.is_panic());
+    let err = tokio::spawn(async move { second.next().await })
+        .await
+        .unwrap_err();
+    let message = err.into_panic();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("partition: the source panicked"),
+        "{message}"
+    );
+}
+
 #[derive(Clone, Debug)]
 struct Consumer {
     pace: Vec<u8>,

@@ -18,16 +18,16 @@ const OPERATOR: &str = "broadcast";
 /// last live branch gets the original). Go: one goroutine copying each value
 /// into N channels.
 ///
-/// Each branch buffers at most `capacity` items. The slowest live branch sets
-/// the pace: the source is not polled while any live branch's buffer is full,
-/// so memory stays at most `n × capacity` items and nothing is ever lost. A
-/// branch that asks when its buffer is empty polls the source itself, taking as
-/// many ready items as every buffer has room for. A branch moves its whole
-/// buffer out in one go and then takes those items without a lock (they still
-/// count against `capacity` until taken), so the lock is taken about once per
-/// batch, not once per item. A dropped branch stops
-/// counting: the others go on without it. All branches end after the source
-/// ends and they have emitted what they hold.
+/// Each branch holds at most `capacity` items. The slowest live branch sets
+/// the pace: the source is not polled while any live branch holds `capacity`
+/// items, so memory stays at most `n × capacity` items and nothing is ever
+/// lost. A branch that asks when it holds nothing polls the source itself,
+/// taking as many ready items as every branch has room for. A branch moves
+/// what is buffered for it out in one go and then takes those items without a
+/// lock (they count as held until taken), so the lock is taken about once per
+/// batch, not once per item. A dropped branch stops counting: the others go on
+/// without it. All branches end after the source ends and they have emitted
+/// what they hold.
 ///
 /// Usually called as [`ConcurrentStreamExt::broadcast`](crate::ConcurrentStreamExt::broadcast).
 ///
