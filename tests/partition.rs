@@ -145,6 +145,30 @@ async fn a_full_lane_applies_backpressure() {
     assert_eq!(free_lane.next().await, None);
 }
 
+/// The full lane takes its items from a batch, without the lock: each one it
+/// takes must still let the held item in, and wake the lane blocked behind it.
+#[tokio::test(start_paused = true)]
+async fn a_lane_blocked_behind_a_full_one_wakes_as_it_takes_items() {
+    let keys = key_per_lane(2).await;
+    let (full, free) = (keys[0], keys[1]);
+    let items = vec![(full, 0), (full, 1), (full, 2), (full, 3), (free, 4)];
+    let mut lanes = futures::stream::iter(items).partition_with(2, 2, key);
+    let mut free_lane = lanes.pop().unwrap();
+    let mut full_lane = lanes.pop().unwrap();
+    let waiting = tokio::spawn(async move { (free_lane.next().await, free_lane) });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(full_lane.next().await, Some((full, 0))); // takes [0, 1] as a batch
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        !waiting.is_finished(),
+        "(full, 3) is now held: still blocked"
+    );
+    assert_eq!(full_lane.next().await, Some((full, 1))); // from the batch
+    let (got, _free_lane) = timeout(LONG, waiting).await.expect("never woken").unwrap();
+    assert_eq!(got, Some((free, 4)));
+    assert_eq!(full_lane.collect::<Vec<_>>().await, [(full, 2), (full, 3)]);
+}
+
 /// Items for a dropped lane are skipped and counted — the ones it held, the one
 /// held for it, and the ones routed to it later — and the others go on.
 #[tokio::test(start_paused = true)]

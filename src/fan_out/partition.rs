@@ -4,14 +4,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
 
-use super::{Branches, CancelWatch, WakeOnUnwind, lock};
-use crate::internal::waker_set::WakerSet;
+use super::{Branches, CancelHint, CancelWatch, Parked, WakeOnUnwind, lock};
 
 const OPERATOR: &str = "partition";
 
@@ -33,7 +33,8 @@ const PULL_LIMIT: usize = 64;
 /// operator) and the source is not polled again until that lane takes an item.
 /// So memory stays at most `n × capacity + 1` items. A lane that asks polls the
 /// source itself, filling other lanes on the way until it finds an item of its
-/// own.
+/// own. A lane moves what is buffered for it out in one go and then takes those
+/// items without a lock (they count against its capacity until taken).
 ///
 /// **A dropped lane**: the others go on, and the items that belong to it — those
 /// it held when dropped and those routed to it afterwards — are skipped and
@@ -102,8 +103,9 @@ where
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
     let lanes = branches.count();
-    let parked = WakerSet::new(lanes);
-    let source_waker = parked.waker();
+    let parked = Parked::new(lanes);
+    let source_waker = Waker::from(Arc::clone(&parked));
+    let cancel = branches.cancel_watch(&source_waker);
     let route = move |item: &S::Item| {
         // A fixed-key hasher: the same key goes to the same lane in every run.
         let mut hasher = DefaultHasher::new();
@@ -111,6 +113,8 @@ where
         (hasher.finish() % lanes as u64) as usize
     };
     let shared = Arc::new(Shared {
+        cancel_hint: cancel.as_ref().map(CancelWatch::hint),
+        batched: (0..lanes).map(|_| AtomicUsize::new(0)).collect(),
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
             lanes: (0..lanes).map(|_| Some(VecDeque::new())).collect(),
@@ -118,7 +122,7 @@ where
             held: None,
             route: Box::new(route),
             skipped: 0,
-            cancel: branches.cancel_watch(&source_waker),
+            cancel,
         }),
         source_waker,
         parked,
@@ -127,6 +131,7 @@ where
         .map(|slot| Lane {
             shared: Arc::clone(&shared),
             slot,
+            batch: VecDeque::new(),
             done: false,
         })
         .collect()
@@ -138,14 +143,22 @@ where
 pub struct Lane<T> {
     shared: Arc<Shared<T>>,
     slot: usize,
+    /// Items moved out of this lane's buffer in one go, so that taking each of
+    /// them needs no lock. They still count against the capacity (through
+    /// `Shared::batched`) until taken.
+    batch: VecDeque<T>,
     done: bool,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    parked: Arc<WakerSet>,
+    /// Per lane: how many items its `batch` holds. Set under the lock, taken
+    /// down without it, read (under the lock) when routing an item.
+    batched: Box<[AtomicUsize]>,
+    parked: Arc<Parked>,
     /// Wakes every parked lane; the only waker the source is polled with.
     source_waker: Waker,
+    cancel_hint: Option<CancelHint>,
 }
 
 type Route<T> = Box<dyn FnMut(&T) -> usize + Send>;
@@ -185,9 +198,40 @@ impl<T> State<T> {
         true
     }
 
+    /// Whether `lane` (live) has room: its buffer and its batch under capacity.
+    fn has_room(&self, lane: usize, batched: &[AtomicUsize]) -> bool {
+        let buffered = self.lanes[lane].as_ref().map_or(0, VecDeque::len);
+        buffered + batched[lane].load(Ordering::SeqCst) < self.capacity
+    }
+
+    /// Moves the held item into its lane once that lane has room (or skips it
+    /// if the lane is gone). Returns whether the source is free again.
+    fn release_held(&mut self, batched: &[AtomicUsize]) -> bool {
+        let Some((lane, _)) = self.held else {
+            return false;
+        };
+        if self.lanes[lane].is_some() && !self.has_room(lane, batched) {
+            return false;
+        }
+        let (lane, item) = self.held.take().expect("checked above");
+        match self.lanes[lane].as_mut() {
+            Some(buffer) => buffer.push_back(item),
+            None => self.skip(lane, 1),
+        }
+        true
+    }
+
+    /// Moves the lane's whole buffer into its (empty) batch.
+    fn take_batch(&mut self, slot: usize, batch: &mut VecDeque<T>, batched: &AtomicUsize) {
+        if let Some(buffer) = self.lanes[slot].as_mut() {
+            std::mem::swap(buffer, batch);
+            batched.store(batch.len(), Ordering::SeqCst);
+        }
+    }
+
     /// Polls the source until `slot` has an item, an item is held for a full
     /// lane, the source is pending or ended, or the pull limit is reached.
-    fn pull(&mut self, slot: usize, cx: &mut Context<'_>) -> Pulled {
+    fn pull(&mut self, slot: usize, batched: &[AtomicUsize], cx: &mut Context<'_>) -> Pulled {
         let mut pulled = Pulled::default();
         for taken in 0.. {
             if taken == PULL_LIMIT || (taken > 0 && !tokio::task::coop::has_budget_remaining()) {
@@ -207,19 +251,17 @@ impl<T> State<T> {
                 Poll::Pending => break,
             };
             let lane = (self.route)(&item);
-            match &mut self.lanes[lane] {
-                None => self.skip(lane, 1),
-                Some(buffer) if buffer.len() < self.capacity => {
-                    buffer.push_back(item);
-                    if lane == slot {
-                        break;
-                    }
-                    pulled.for_others = true;
-                }
-                Some(_) => {
-                    self.held = Some((lane, item));
+            if self.lanes[lane].is_none() {
+                self.skip(lane, 1);
+            } else if !self.has_room(lane, batched) {
+                self.held = Some((lane, item));
+                break;
+            } else if let Some(buffer) = self.lanes[lane].as_mut() {
+                buffer.push_back(item);
+                if lane == slot {
                     break;
                 }
+                pulled.for_others = true;
             }
         }
         pulled
@@ -237,20 +279,6 @@ impl<T> State<T> {
         }
         self.skipped += items as u64;
     }
-
-    /// The lane's next item, and whether that freed the source: its buffer was
-    /// full, or the held item was waiting for it.
-    fn pop(&mut self, slot: usize) -> Option<(T, bool)> {
-        let buffer = self.lanes[slot].as_mut()?;
-        let was_full = buffer.len() == self.capacity;
-        let item = buffer.pop_front()?;
-        if matches!(self.held, Some((lane, _)) if lane == slot) {
-            if let Some((_, held)) = self.held.take() {
-                buffer.push_back(held);
-            }
-        }
-        Some((item, was_full))
-    }
 }
 
 impl<T> Stream for Lane<T> {
@@ -263,49 +291,94 @@ impl<T> Stream for Lane<T> {
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
         let shared = &*this.shared;
+        let slot = this.slot;
+
+        // The batch needs no lock — unless a cancellation may have happened,
+        // which only the lock can confirm.
+        let maybe_cancelled = shared.cancel_hint.as_ref().is_some_and(CancelHint::raised);
+        if !maybe_cancelled {
+            if let Some(item) = this.batch.pop_front() {
+                shared.took_one(slot);
+                coop.made_progress();
+                return Poll::Ready(Some(item));
+            }
+        }
 
         let _wake = WakeOnUnwind(&shared.source_waker);
         let mut state = lock(&shared.state, OPERATOR);
-        let epoch = shared.parked.epoch();
+        let epoch = shared.parked.waiting.epoch();
         if state.cancelled() {
+            this.batch.clear();
+            shared.batched[slot].store(0, Ordering::SeqCst);
             drop(state);
-            shared.parked.wake_all();
+            shared.source_waker.wake_by_ref();
             this.done = true;
             return Poll::Ready(None);
         }
-
-        if let Some((item, freed)) = state.pop(this.slot) {
+        // The held item's lane may have taken items (without the lock) since.
+        let mut released = state.release_held(&shared.batched);
+        if this.batch.is_empty() {
+            state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
+        }
+        if let Some(item) = this.batch.pop_front() {
             drop(state);
-            // Lanes may be parked waiting for the source to be free again.
-            if freed && shared.parked.any_parked() {
-                shared.parked.wake_all();
+            if released {
+                shared.parked.blocked.wake_all();
             }
+            shared.took_one(slot);
             coop.made_progress();
             return Poll::Ready(Some(item));
         }
-        if state.source.is_none() && state.held.is_none() {
+        if state.held.is_some() {
+            // The held item is for another lane, which is full: wait until it
+            // takes an item. It takes items from its batch without the lock,
+            // so park first and look again (the fences order this against its
+            // `took_one`).
+            shared.parked.blocked.register(slot, cx.waker());
+            fence(Ordering::SeqCst);
+            if !state.release_held(&shared.batched) {
+                return Poll::Pending;
+            }
+            shared.parked.blocked.unregister(slot);
+            released = true;
+        }
+        if state.source.is_none() {
             drop(state);
             this.done = true;
             return Poll::Ready(None);
         }
-        if state.held.is_some() {
-            // The next item is for another lane, which is full: wait for it.
-            shared.parked.park(this.slot, cx.waker(), epoch);
-            return Poll::Pending;
-        }
 
-        let pulled = state.pull(this.slot, &mut Context::from_waker(&shared.source_waker));
-        let next = state.pop(this.slot);
+        let pulled = state.pull(
+            slot,
+            &shared.batched,
+            &mut Context::from_waker(&shared.source_waker),
+        );
+        state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
+        let next = this.batch.pop_front();
         let end = next.is_none() && state.source.is_none() && state.held.is_none();
         if next.is_none() && !end && !pulled.limited {
-            shared.parked.park(this.slot, cx.waker(), epoch);
+            if state.held.is_some() {
+                // Blocked behind a full lane: park and look again, as above.
+                // If it took an item meanwhile, the source is free: wake the
+                // blocked lanes, this one included.
+                shared.parked.blocked.register(slot, cx.waker());
+                fence(Ordering::SeqCst);
+                if state.release_held(&shared.batched) {
+                    shared.parked.blocked.wake_all();
+                }
+            } else {
+                shared.parked.waiting.park(slot, cx.waker(), epoch);
+            }
         }
         drop(state);
         if pulled.for_others || pulled.ended {
-            shared.parked.wake_all();
+            shared.source_waker.wake_by_ref();
+        } else if released {
+            shared.parked.blocked.wake_all();
         }
         match next {
-            Some((item, _)) => {
+            Some(item) => {
+                shared.took_one(slot);
                 coop.made_progress();
                 Poll::Ready(Some(item))
             }
@@ -320,6 +393,21 @@ impl<T> Stream for Lane<T> {
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+// Nothing in a lane is structurally pinned: its items are only moved.
+impl<T> Unpin for Lane<T> {}
+
+impl<T> Shared<T> {
+    /// Lane `slot` took an item from its batch: one more item of room, which
+    /// the item held for this lane (and the lanes blocked behind it) may be
+    /// waiting for.
+    fn took_one(&self, slot: usize) {
+        self.batched[slot].fetch_sub(1, Ordering::SeqCst);
+        if self.parked.blocked.any_parked() {
+            self.parked.blocked.wake_all();
         }
     }
 }
@@ -341,7 +429,8 @@ impl<T> Lane<T> {
     /// ```
     pub fn len(&self) -> usize {
         let state = self.shared.state.lock();
-        state.map_or(0, |s| s.lanes[self.slot].as_ref().map_or(0, VecDeque::len))
+        let buffered = state.map_or(0, |s| s.lanes[self.slot].as_ref().map_or(0, VecDeque::len));
+        buffered + self.batch.len()
     }
 
     /// Whether this lane holds no item.
@@ -384,27 +473,25 @@ impl<T> FusedStream for Lane<T> {
 
 impl<T> Drop for Lane<T> {
     fn drop(&mut self) {
-        self.shared.parked.unregister(self.slot);
+        let shared = &*self.shared;
+        shared.parked.unregister(self.slot);
         // A poisoned lock: the source panicked, and nobody will poll it again.
-        let Ok(mut state) = self.shared.state.lock() else {
+        let Ok(mut state) = shared.state.lock() else {
             return;
         };
         let Some(buffer) = state.lanes[self.slot].take() else {
             return;
         };
-        state.skip(self.slot, buffer.len());
-        let held_here = matches!(state.held, Some((lane, _)) if lane == self.slot);
-        if held_here {
-            state.held = None;
-            state.skip(self.slot, 1);
-        }
+        state.skip(self.slot, buffer.len() + self.batch.len());
+        shared.batched[self.slot].store(0, Ordering::SeqCst);
+        let released = state.release_held(&shared.batched);
         if state.lanes.iter().all(Option::is_none) {
             state.source = None;
         }
         drop(state);
-        if held_here {
+        if released {
             // The source was waiting for this lane.
-            self.shared.parked.wake_all();
+            shared.source_waker.wake_by_ref();
         }
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! Several handles (the branches of a fan-out) share one source. A source keeps
 //! only the last waker it was polled with, so polling it with each handle's own
-//! waker would lose every wake-up but the last. Instead the source is polled with
-//! the set's own waker ([`WakerSet::waker`]), which wakes every parked handle.
+//! waker would lose every wake-up but the last. Instead each handle parks in a
+//! set, and the source is polled with a waker that calls
+//! [`WakerSet::wake_all`].
 
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Wake, Waker};
+use std::task::Waker;
 
 /// A fixed number of slots, one per handle, each holding the waker of a parked
 /// handle until the next [`wake_all`](WakerSet::wake_all).
@@ -28,11 +29,6 @@ impl WakerSet {
             parked: AtomicUsize::new(0),
             epoch: AtomicUsize::new(0),
         })
-    }
-
-    /// A waker that wakes every parked handle: poll the shared source with it.
-    pub(crate) fn waker(self: &Arc<Self>) -> Waker {
-        Waker::from(Arc::clone(self))
     }
 
     /// The wake-up count, to pass to [`park`](WakerSet::park) later.
@@ -108,20 +104,11 @@ impl WakerSet {
     }
 }
 
-impl Wake for WakerSet {
-    fn wake(self: Arc<Self>) {
-        self.wake_all();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wake_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
 
     struct Counter(AtomicUsize);
 
@@ -142,7 +129,7 @@ mod tests {
         set.register(2, &wakers[2]);
         set.register(2, &wakers[2]);
         assert!(set.any_parked());
-        set.waker().wake_by_ref();
+        set.wake_all();
         set.wake_all();
         let woken: Vec<usize> = counters
             .iter()
