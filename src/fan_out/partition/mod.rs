@@ -9,18 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
-use futures::stream::{BoxStream, FusedStream};
+use futures::stream::FusedStream;
+
+mod lanes;
 
 use super::{Branches, CancelHint, CancelWatch, Parked, WakeOnUnwind, lock};
+use lanes::State;
 
 const OPERATOR: &str = "partition";
 
 /// The lane buffer of [`partition`]: how many items each lane holds at most.
 pub const DEFAULT_LANE_CAPACITY: usize = 16;
-
-/// The most source items one poll of a lane takes while looking for one of its
-/// own, so that a run of items for other lanes cannot monopolize the thread.
-const PULL_LIMIT: usize = 64;
 
 /// Splits `source` into `n` lanes by key: each item goes to the lane
 /// `hash(key_fn(&item)) % n`, so items with equal keys share a lane and keep
@@ -159,126 +158,6 @@ struct Shared<T> {
     /// Wakes every parked lane; the only waker the source is polled with.
     source_waker: Waker,
     cancel_hint: Option<CancelHint>,
-}
-
-type Route<T> = Box<dyn FnMut(&T) -> usize + Send>;
-
-struct State<T> {
-    /// `None` once the source ended or the context was cancelled.
-    source: Option<BoxStream<'static, T>>,
-    /// One per lane; `None` once that lane is dropped.
-    lanes: Vec<Option<VecDeque<T>>>,
-    capacity: usize,
-    /// An item whose lane was full, and that lane: the source waits for it.
-    held: Option<(usize, T)>,
-    route: Route<T>,
-    skipped: u64,
-    cancel: Option<CancelWatch>,
-}
-
-/// What polling the source did for the lane that asked.
-#[derive(Default)]
-struct Pulled {
-    /// An item went to another lane (which may be parked, waiting for it).
-    for_others: bool,
-    /// The source ended.
-    ended: bool,
-    /// The pull limit was reached with the source still ready.
-    limited: bool,
-}
-
-impl<T> State<T> {
-    fn cancelled(&mut self) -> bool {
-        if !self.cancel.as_mut().is_some_and(CancelWatch::is_cancelled) {
-            return false;
-        }
-        self.source = None;
-        self.held = None;
-        self.lanes.iter_mut().flatten().for_each(VecDeque::clear);
-        true
-    }
-
-    /// Whether `lane` (live) has room: its buffer and its batch under capacity.
-    fn has_room(&self, lane: usize, batched: &[AtomicUsize]) -> bool {
-        let buffered = self.lanes[lane].as_ref().map_or(0, VecDeque::len);
-        buffered + batched[lane].load(Ordering::SeqCst) < self.capacity
-    }
-
-    /// Moves the held item into its lane once that lane has room (or skips it
-    /// if the lane is gone). Returns whether the source is free again.
-    fn release_held(&mut self, batched: &[AtomicUsize]) -> bool {
-        let Some((lane, _)) = self.held else {
-            return false;
-        };
-        if self.lanes[lane].is_some() && !self.has_room(lane, batched) {
-            return false;
-        }
-        let (lane, item) = self.held.take().expect("checked above");
-        match self.lanes[lane].as_mut() {
-            Some(buffer) => buffer.push_back(item),
-            None => self.skip(lane, 1),
-        }
-        true
-    }
-
-    /// Moves the lane's whole buffer into its (empty) batch.
-    fn take_batch(&mut self, slot: usize, batch: &mut VecDeque<T>, batched: &AtomicUsize) {
-        if let Some(buffer) = self.lanes[slot].as_mut() {
-            std::mem::swap(buffer, batch);
-            batched.store(batch.len(), Ordering::SeqCst);
-        }
-    }
-
-    /// Polls the source until `slot` has an item, an item is held for a full
-    /// lane, the source is pending or ended, or the pull limit is reached.
-    fn pull(&mut self, slot: usize, batched: &[AtomicUsize], cx: &mut Context<'_>) -> Pulled {
-        let mut pulled = Pulled::default();
-        for taken in 0.. {
-            if taken == PULL_LIMIT || (taken > 0 && !tokio::task::coop::has_budget_remaining()) {
-                pulled.limited = true;
-                break;
-            }
-            let Some(source) = self.source.as_mut() else {
-                break;
-            };
-            let item = match source.as_mut().poll_next(cx) {
-                Poll::Ready(Some(item)) => item,
-                Poll::Ready(None) => {
-                    self.source = None;
-                    pulled.ended = true;
-                    break;
-                }
-                Poll::Pending => break,
-            };
-            let lane = (self.route)(&item);
-            if self.lanes[lane].is_none() {
-                self.skip(lane, 1);
-            } else if !self.has_room(lane, batched) {
-                self.held = Some((lane, item));
-                break;
-            } else if let Some(buffer) = self.lanes[lane].as_mut() {
-                buffer.push_back(item);
-                if lane == slot {
-                    break;
-                }
-                pulled.for_others = true;
-            }
-        }
-        pulled
-    }
-
-    fn skip(&mut self, lane: usize, items: usize) {
-        if items == 0 {
-            return;
-        }
-        if self.skipped == 0 {
-            tracing::warn!(
-                lane,
-                "partition: skipping items whose lane was dropped (see Lane::skipped)"
-            );
-        }
-        self.skipped += items as u64;
-    }
 }
 
 impl<T> Stream for Lane<T> {
