@@ -65,6 +65,7 @@ pub mod prelude {
     pub use crate::pool::{TaskGroup, WorkerPool};
 
     // fan-out
+    pub use crate::fan_out::Branches;
 
     // rate limiting
     pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};

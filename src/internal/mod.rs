@@ -1,5 +1,8 @@
 //! Machinery shared by several operators. Nothing here is public.
 
+pub(crate) mod cancel_watch;
+pub(crate) mod waker_set;
+
 /// The current runtime's handle, or a panic naming `operator`: spawning
 /// operators need a runtime and should say which one was misused.
 #[allow(dead_code)]

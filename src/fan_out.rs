@@ -1,1 +1,0 @@
-//! Fan-out: one stream split into many branches.

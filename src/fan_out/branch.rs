@@ -1,0 +1,196 @@
+//! [`fan_out`]: each item to exactly one branch, the first that asks.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{Ordering, fence};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
+
+use futures::Stream;
+use futures::stream::{BoxStream, FusedStream};
+
+use super::{Branches, CancelWatch, Parked, WakeOnUnwind, try_lock};
+
+const OPERATOR: &str = "fan_out";
+
+/// Splits `source` into `n` branches; each item goes to exactly one of them —
+/// the first to ask. Go: several goroutines ranging over one channel.
+///
+/// The source is polled only when a branch asks for an item, under a lock held
+/// for that one poll, so no branch ever holds an item it was not asked for: a
+/// dropped branch takes nothing with it. A branch that asks while another is
+/// polling the source, or while the source has nothing ready, is parked and
+/// woken when there may be an item (or the end). All branches end when the
+/// source ends; the source is dropped when it ends, when a bound context is
+/// cancelled, or when the last branch is dropped. Within a branch, items come in
+/// source order.
+///
+/// Usually called as [`ConcurrentStreamExt::fan_out`](crate::ConcurrentStreamExt::fan_out).
+///
+/// # Panics
+///
+/// If `n` is 0.
+///
+/// ```
+/// use futures::StreamExt;
+///
+/// # #[tokio::main]
+/// # async fn main() {
+/// let branches = tokio_conc::fan_out::fan_out(futures::stream::iter(1..=100), 3);
+/// let tasks: Vec<_> = branches
+///     .into_iter()
+///     .map(|branch| tokio::spawn(branch.collect::<Vec<u32>>()))
+///     .collect();
+/// let mut all = Vec::new();
+/// for task in tasks {
+///     all.extend(task.await.unwrap());
+/// }
+/// all.sort();
+/// assert_eq!(all, (1..=100).collect::<Vec<_>>());
+/// # }
+/// ```
+pub fn fan_out<S>(source: S, n: impl Into<Branches>) -> Vec<Branch<S::Item>>
+where
+    S: Stream + Send + 'static,
+{
+    let branches = n.into();
+    let parked = Parked::new(branches.count());
+    let source_waker = Waker::from(Arc::clone(&parked));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            source: Some(Box::pin(source)),
+            cancel: branches.cancel_watch(&source_waker),
+        }),
+        parked,
+        source_waker,
+    });
+    (0..branches.count())
+        .map(|slot| Branch {
+            shared: Arc::clone(&shared),
+            slot,
+            done: false,
+        })
+        .collect()
+}
+
+/// One branch of [`fan_out`]: a stream of the items it was first to ask for.
+///
+/// `Send + 'static`: move it into its own task. Dropping it loses no item.
+pub struct Branch<T> {
+    shared: Arc<Shared<T>>,
+    slot: usize,
+    done: bool,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    parked: Arc<Parked>,
+    /// Wakes every parked branch; the only waker the source is polled with.
+    source_waker: Waker,
+}
+
+struct State<T> {
+    /// `None` once the source ended or the context was cancelled.
+    source: Option<BoxStream<'static, T>>,
+    cancel: Option<CancelWatch>,
+}
+
+impl<T> State<T> {
+    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.cancel.as_mut().is_some_and(CancelWatch::is_cancelled) {
+            self.source = None;
+        }
+        let Some(source) = self.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = source.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            self.source = None;
+        }
+        polled
+    }
+}
+
+impl<T> Stream for Branch<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let this = &mut *self;
+        let shared = &*this.shared;
+        let parked = &*shared.parked;
+
+        let _wake = WakeOnUnwind(&shared.source_waker);
+        let mut state = match try_lock(&shared.state, OPERATOR) {
+            Some(state) => state,
+            None => {
+                // Another branch is polling the source. Park first, then look
+                // again: either that branch sees us parked when it lets go, or
+                // we see the lock free (the fences order the two).
+                parked.blocked.register(this.slot, cx.waker());
+                fence(Ordering::SeqCst);
+                let Some(state) = try_lock(&shared.state, OPERATOR) else {
+                    return Poll::Pending;
+                };
+                parked.blocked.unregister(this.slot);
+                state
+            }
+        };
+
+        let epoch = parked.waiting.epoch();
+        let polled = state.poll_source(&mut Context::from_waker(&shared.source_waker));
+        match polled {
+            Poll::Ready(Some(item)) => {
+                drop(state);
+                // Branches that found the lock taken wait for us to let go;
+                // the source may have more ready for them.
+                if parked.blocked.any_parked() {
+                    parked.blocked.wake_all();
+                }
+                coop.made_progress();
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                drop(state);
+                shared.source_waker.wake_by_ref();
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // The source will wake the parked branches; join them. If it
+                // already woke them while we were polling, branches that parked
+                // meanwhile may have missed it: wake everyone again.
+                parked.waiting.park(this.slot, cx.waker(), epoch);
+                if parked.waiting.epoch() != epoch {
+                    parked.blocked.wake_all();
+                }
+                drop(state);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> FusedStream for Branch<T> {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
+impl<T> Drop for Branch<T> {
+    fn drop(&mut self) {
+        self.shared.parked.unregister(self.slot);
+    }
+}
+
+impl<T> fmt::Debug for Branch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Branch")
+            .field("index", &self.slot)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}

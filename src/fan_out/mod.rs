@@ -1,0 +1,133 @@
+//! Fan-out: one stream split into many branches.
+//!
+//! | operator | each item goes to | Go |
+//! |---|---|---|
+//! | [`fan_out`] | exactly one branch: the first that asks | several goroutines reading one channel |
+//! | [`broadcast`] | every branch (cloned) | one goroutine copying each value into N channels |
+//! | [`partition`] | the lane its key hashes to | a dispatcher sending to `lanes[hash(key) % n]` |
+//!
+//! Every branch is a `Send + 'static` [`Stream`](futures::Stream): move each one
+//! into its own task. Nothing is spawned: the source is polled by whichever branch
+//! needs an item, under a lock held only for that poll. So there is no task to
+//! leak, and the source is dropped as soon as the last branch is.
+//!
+//! All branches end when the source ends (after emitting what they hold). With a
+//! [`TaskContext`](crate::TaskContext) attached ([`Branches::context`]), cancelling it ends every
+//! branch at its next poll — parked branches are woken for it — and drops the
+//! items still buffered: cancel is abort, not drain.
+//!
+//! A panic in the source is resumed in the branch that polled it; the other
+//! branches then panic too, at their next poll, rather than hang.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use tokio_conc::prelude::*;
+//!
+//! # #[tokio::main]
+//! # async fn main() {
+//! // Three workers share the jobs: each job is done once.
+//! let workers: Vec<_> = futures::stream::iter(1..=30_u32)
+//!     .fan_out(3)
+//!     .into_iter()
+//!     .map(|jobs| tokio::spawn(jobs.map(|job| job * 10).collect::<Vec<_>>()))
+//!     .collect();
+//! let mut done = Vec::new();
+//! for worker in workers {
+//!     done.extend(worker.await.unwrap());
+//! }
+//! done.sort();
+//! assert_eq!(done, (1..=30).map(|job| job * 10).collect::<Vec<_>>());
+//!
+//! // Two listeners each hear every event.
+//! let mut listeners = futures::stream::iter(["start", "stop"]).broadcast(2, 8);
+//! let (b, a) = (listeners.pop().unwrap(), listeners.pop().unwrap());
+//! let (a, b) = tokio::join!(a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
+//! assert_eq!((a, b), (vec!["start", "stop"], vec!["start", "stop"]));
+//! # }
+//! ```
+
+mod branch;
+mod branches;
+mod broadcast;
+mod partition;
+
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Wake, Waker};
+
+use crate::internal::cancel_watch::{CancelHint, CancelWatch};
+use crate::internal::waker_set::WakerSet;
+
+pub use branch::{Branch, fan_out};
+pub use branches::Branches;
+pub use broadcast::{BroadcastBranch, broadcast};
+pub use partition::{DEFAULT_LANE_CAPACITY, Lane, partition, partition_with};
+
+/// The parked branches of one fan-out, in two sets so that each event wakes
+/// only the branches it concerns.
+struct Parked {
+    /// Waiting for the source: woken by the source's waker (this set's and the
+    /// other's: [`Parked`] is the waker the source is polled with), by new items
+    /// and by the end.
+    waiting: Arc<WakerSet>,
+    /// Blocked by another branch — `fan_out`: polling the source; `broadcast`:
+    /// the fullest — and woken when that branch lets go or takes an item.
+    blocked: Arc<WakerSet>,
+}
+
+impl Parked {
+    fn new(branches: usize) -> Arc<Self> {
+        Arc::new(Parked {
+            waiting: WakerSet::new(branches),
+            blocked: WakerSet::new(branches),
+        })
+    }
+
+    fn unregister(&self, slot: usize) {
+        self.waiting.unregister(slot);
+        self.blocked.unregister(slot);
+    }
+}
+
+impl Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.waiting.wake_all();
+        self.blocked.wake_all();
+    }
+}
+
+/// Locks the state shared by the branches. Poisoned means the source panicked
+/// while another branch polled it: that panic was already resumed there, so
+/// this branch panics too instead of polling a source in an unknown state.
+fn lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> MutexGuard<'a, S> {
+    state
+        .lock()
+        .unwrap_or_else(|_| panic!("{operator}: the source panicked in another branch"))
+}
+
+/// `try_lock`, with the same meaning of poisoning as [`lock`].
+fn try_lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> Option<MutexGuard<'a, S>> {
+    match state.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::WouldBlock) => None,
+        Err(TryLockError::Poisoned(_)) => {
+            panic!("{operator}: the source panicked in another branch")
+        }
+    }
+}
+
+/// Wakes the parked branches (with a waker that wakes them all) if the source
+/// panics while polled, so that they see the poisoned lock instead of waiting
+/// forever.
+struct WakeOnUnwind<'a>(&'a Waker);
+
+impl Drop for WakeOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.wake_by_ref();
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! [`WakerSet`]: the parked consumers of one shared resource, woken together.
+//!
+//! Several handles (the branches of a fan-out) share one source. A source keeps
+//! only the last waker it was polled with, so polling it with each handle's own
+//! waker would lose every wake-up but the last. Instead each handle parks in a
+//! set, and the source is polled with a waker that calls
+//! [`WakerSet::wake_all`].
+
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
+
+/// A fixed number of slots, one per handle, each holding the waker of a parked
+/// handle until the next [`wake_all`](WakerSet::wake_all).
+#[derive(Debug)]
+pub(crate) struct WakerSet {
+    slots: Mutex<Vec<Option<Waker>>>,
+    /// How many slots hold a waker: lets the hot path skip the lock.
+    parked: AtomicUsize,
+    /// Bumped by every `wake_all`, so a handle can tell whether a wake-up
+    /// happened between its last look at the resource and its parking.
+    epoch: AtomicUsize,
+}
+
+impl WakerSet {
+    pub(crate) fn new(slots: usize) -> Arc<Self> {
+        Arc::new(WakerSet {
+            slots: Mutex::new(vec![None; slots]),
+            parked: AtomicUsize::new(0),
+            epoch: AtomicUsize::new(0),
+        })
+    }
+
+    /// The wake-up count, to pass to [`park`](WakerSet::park) later.
+    pub(crate) fn epoch(&self) -> usize {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Parks `slot` with `waker`. If a `wake_all` ran since `epoch` was read,
+    /// the wake-up may have missed this slot — and any slot parked meanwhile —
+    /// so it is repeated: waking only this slot would strand the others if this
+    /// handle were dropped before it polls again.
+    pub(crate) fn park(&self, slot: usize, waker: &Waker, epoch: usize) {
+        self.register(slot, waker);
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            self.wake_all();
+        }
+    }
+
+    /// Parks `slot` with `waker`, unconditionally.
+    pub(crate) fn register(&self, slot: usize, waker: &Waker) {
+        let mut slots = self.lock();
+        match &mut slots[slot] {
+            Some(old) if old.will_wake(waker) => {}
+            Some(old) => old.clone_from(waker),
+            empty @ None => {
+                *empty = Some(waker.clone());
+                self.parked.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Forgets `slot`'s waker (its handle is gone, or no longer waits).
+    pub(crate) fn unregister(&self, slot: usize) {
+        if self.parked.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        // The count changes under the lock, like the slots: a `wake_all` in
+        // between would otherwise reset it and this would wrap it around.
+        let mut slots = self.lock();
+        if slots[slot].take().is_some() {
+            self.parked.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether any handle is parked. Paired with a `SeqCst` fence so that a
+    /// handle that parks and then finds the resource busy, and the holder that
+    /// releases the resource and then looks here, cannot both miss each other.
+    pub(crate) fn any_parked(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.parked.load(Ordering::SeqCst) > 0
+    }
+
+    /// Wakes and forgets every parked handle.
+    pub(crate) fn wake_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut slots = self.lock();
+        for slot in slots.iter_mut() {
+            if let Some(waker) = slot.take() {
+                // Waking only schedules the handle's task; it never re-enters
+                // this set, so doing it under the lock is safe.
+                waker.wake();
+            }
+        }
+        self.parked.store(0, Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Waker>>> {
+        // The slots are plain data, valid even if a holder panicked.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wake_all_wakes_each_parked_slot_once() {
+        let set = WakerSet::new(3);
+        let counters: Vec<_> = (0..3)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect();
+        let wakers: Vec<Waker> = counters.iter().map(|c| Waker::from(c.clone())).collect();
+        set.register(0, &wakers[0]);
+        set.register(2, &wakers[2]);
+        set.register(2, &wakers[2]);
+        assert!(set.any_parked());
+        set.wake_all();
+        set.wake_all();
+        let woken: Vec<usize> = counters
+            .iter()
+            .map(|c| c.0.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(woken, [1, 0, 1]);
+        assert!(!set.any_parked());
+    }
+
+    #[test]
+    fn park_after_a_missed_wake_wakes_at_once() {
+        let set = WakerSet::new(1);
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let epoch = set.epoch();
+        set.wake_all(); // nobody parked yet: this wake-up would be lost
+        set.park(0, &Waker::from(counter.clone()), epoch);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn unregister_forgets_the_slot() {
+        let set = WakerSet::new(2);
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        set.register(1, &Waker::from(counter.clone()));
+        set.unregister(1);
+        set.wake_all();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert!(!set.any_parked());
+    }
+}

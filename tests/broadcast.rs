@@ -1,0 +1,300 @@
+//! `broadcast`: every item, cloned, to every branch, at the slowest branch's pace.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use proptest::prelude::*;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_conc::fan_out::{Branches, BroadcastBranch};
+use tokio_conc::prelude::*;
+use tokio_stream::wrappers::ReceiverStream;
+
+const LONG: Duration = Duration::from_secs(10);
+
+/// `0..len`, counting what was produced.
+fn counted(len: usize) -> (impl Stream<Item = usize> + Send + 'static, Arc<AtomicUsize>) {
+    let produced = Arc::new(AtomicUsize::new(0));
+    let counter = produced.clone();
+    let source = futures::stream::iter(0..len).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (source, produced)
+}
+
+/// Whether `branch` has an item ready without waiting.
+async fn ready_now<S: Stream + Unpin>(branch: &mut S) -> Option<Option<S::Item>> {
+    match futures::poll!(branch.next()) {
+        Poll::Ready(item) => Some(item),
+        Poll::Pending => None,
+    }
+}
+
+#[test]
+fn branches_are_send_and_static() {
+    fn assert_send_static<T: Send + 'static>() {}
+    assert_send_static::<BroadcastBranch<String>>();
+}
+
+#[test]
+#[should_panic(expected = "`capacity` must be at least 1, got 0")]
+fn zero_capacity_panics_naming_capacity() {
+    let _ = futures::stream::iter([1]).broadcast(2, 0);
+}
+
+#[test]
+#[should_panic(expected = "`n` (the number of branches) must be at least 1")]
+fn zero_branches_panics_naming_n() {
+    let _ = futures::stream::iter([1]).broadcast(0, 4);
+}
+
+#[tokio::test]
+async fn every_branch_gets_every_item() {
+    let branches = futures::stream::iter(0..50).broadcast(3, 4);
+    let seen = futures::future::join_all(branches.into_iter().map(|b| b.collect::<Vec<_>>())).await;
+    assert_eq!(seen, vec![(0..50).collect::<Vec<_>>(); 3]);
+}
+
+/// A branch that never reads holds `capacity` items, and then the source is not
+/// polled again: the fast branch waits for it.
+#[tokio::test]
+async fn the_slowest_branch_applies_backpressure() {
+    let (source, produced) = counted(100);
+    let mut branches = source.broadcast(2, 4);
+    let mut slow = branches.pop().unwrap();
+    let mut fast = branches.pop().unwrap();
+    for expected in 0..4 {
+        assert_eq!(fast.next().await, Some(expected));
+    }
+    assert_eq!(
+        ready_now(&mut fast).await,
+        None,
+        "the slow branch's buffer is full"
+    );
+    assert_eq!(produced.load(Ordering::SeqCst), 4);
+    assert_eq!(slow.len(), 4);
+
+    assert_eq!(slow.next().await, Some(0));
+    assert_eq!(ready_now(&mut fast).await, Some(Some(4)), "room again");
+    assert!(slow.len() <= 4);
+    assert!(produced.load(Ordering::SeqCst) <= 5);
+}
+
+/// The fast branch parks on the slow one; the slow one taking a single item
+/// (and then nothing more) must wake it.
+#[tokio::test(start_paused = true)]
+async fn a_branch_parked_on_backpressure_wakes_when_room_frees() {
+    let mut branches = futures::stream::iter(0..10).broadcast(2, 2);
+    let mut slow = branches.pop().unwrap();
+    let mut fast = branches.pop().unwrap();
+    let (progress_tx, mut progress) = mpsc::unbounded_channel();
+    let fast = tokio::spawn(async move {
+        while let Some(item) = fast.next().await {
+            progress_tx.send(item).unwrap();
+        }
+    });
+    for expected in 0..2 {
+        assert_eq!(progress.recv().await, Some(expected));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(progress.try_recv().is_err(), "fast must wait for slow");
+    assert_eq!(slow.next().await, Some(0));
+    let next = timeout(LONG, progress.recv())
+        .await
+        .expect("fast branch never woken");
+    assert_eq!(next, Some(2));
+    // Again, with the slow branch taking its item from the batch it already
+    // holds (no lock involved).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(progress.try_recv().is_err(), "fast must wait for slow");
+    assert_eq!(slow.next().await, Some(1));
+    let next = timeout(LONG, progress.recv())
+        .await
+        .expect("fast branch never woken");
+    assert_eq!(next, Some(3));
+    drop(slow);
+    timeout(LONG, fast).await.unwrap().unwrap();
+    let rest: Vec<_> = std::iter::from_fn(|| progress.try_recv().ok()).collect();
+    assert_eq!(rest, (4..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_dropped_branch_stops_counting() {
+    let mut branches = futures::stream::iter(0..100).broadcast(3, 2);
+    let gone = branches.remove(1);
+    assert_eq!(branches[0].next().await, Some(0)); // the gone branch now holds 2
+    drop(gone);
+    let seen = futures::future::join_all(branches.into_iter().map(|b| b.collect::<Vec<_>>())).await;
+    assert_eq!(seen[0], (1..100).collect::<Vec<_>>());
+    assert_eq!(seen[1], (0..100).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn branches_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() {
+    let (tx, rx) = mpsc::channel(8);
+    let tasks: Vec<_> = ReceiverStream::new(rx)
+        .broadcast(4, 2)
+        .into_iter()
+        .map(|b| tokio::spawn(b.collect::<Vec<_>>()))
+        .collect();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tx.send("hello").await.unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    drop(tx);
+    for task in tasks {
+        let got = timeout(LONG, task)
+            .await
+            .expect("a parked branch was never woken");
+        assert_eq!(got.unwrap(), ["hello"]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_ends_every_branch_and_drops_what_they_hold() {
+    let ctx = TaskContext::background();
+    let (tx, rx) = mpsc::channel(8);
+    let mut branches = ReceiverStream::new(rx).broadcast(Branches::new(3).context(&ctx), 4);
+    let mut slow = branches.pop().unwrap();
+    let mut fast = branches.pop().unwrap();
+    let idle = branches.pop().unwrap();
+    for item in 0..4 {
+        tx.send(item).await.unwrap();
+    }
+    tx.send(4).await.unwrap();
+    for expected in 0..4 {
+        assert_eq!(fast.next().await, Some(expected));
+    }
+    // fast parks: the others are full. idle parks on nothing but the cancel.
+    let fast = tokio::spawn(async move { fast.next().await });
+    let idle = tokio::spawn(idle.collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(slow.len(), 4);
+    ctx.cancel();
+    assert_eq!(
+        timeout(LONG, fast)
+            .await
+            .expect("cancel did not wake")
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        slow.next().await,
+        None,
+        "buffered items are dropped on cancel"
+    );
+    let idle = timeout(LONG, idle)
+        .await
+        .expect("cancel did not end idle")
+        .unwrap();
+    assert!(idle.len() <= 4);
+    assert!(tx.is_closed(), "the source is dropped on cancel");
+}
+
+#[tokio::test]
+async fn the_source_is_dropped_with_the_last_branch() {
+    let (tx, rx) = mpsc::channel::<u8>(1);
+    let branches = ReceiverStream::new(rx).broadcast(2, 1);
+    drop(branches);
+    assert!(tx.is_closed());
+}
+
+#[tokio::test]
+async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
+    let source = futures::stream::poll_fn(|_| -> Poll<Option<u32>> { panic!("source failed") });
+    let mut branches = source.broadcast(2, 4);
+    let mut second = branches.pop().unwrap();
+    let mut first = branches.pop().unwrap();
+    let err = tokio::spawn(async move { first.next().await })
+        .await
+        .unwrap_err();
+    assert!(err.is_panic());
+    let err = tokio::spawn(async move { second.next().await })
+        .await
+        .unwrap_err();
+    let message = err.into_panic();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("broadcast: the source panicked"),
+        "{message}"
+    );
+}
+
+#[derive(Clone, Debug)]
+struct Consumer {
+    pace: Vec<u8>,
+}
+
+fn consumer() -> impl Strategy<Value = Consumer> {
+    proptest::collection::vec(0_u8..5, 1..8).prop_map(|pace| Consumer { pace })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Every branch gets the whole sequence, in order, whatever the paces; no
+    /// buffer ever holds more than `capacity`; and the source never runs more
+    /// than `capacity` items ahead of the slowest branch.
+    #[test]
+    fn every_branch_gets_the_whole_sequence_within_bounded_buffers(
+        len in 0_usize..200,
+        capacity in 1_usize..8,
+        consumers in proptest::collection::vec(consumer(), 1..6),
+    ) {
+        let n = consumers.len();
+        let consumed: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+        let overrun = Arc::new(AtomicBool::new(false));
+        let (watch, flag) = (consumed.clone(), overrun.clone());
+        let source = futures::stream::iter(0..len).inspect(move |&item| {
+            // Each consumer records an item just after receiving it, so it lags
+            // its branch by at most one.
+            let slowest = watch.iter().map(|c| c.load(Ordering::SeqCst)).min().unwrap();
+            if item + 1 > slowest + 1 + capacity {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let per_branch: Vec<Vec<usize>> = runtime.block_on(async {
+            let tasks: Vec<_> = source
+                .broadcast(n, capacity)
+                .into_iter()
+                .zip(consumers)
+                .enumerate()
+                .map(|(index, (mut branch, consumer))| {
+                    let consumed = consumed.clone();
+                    tokio::spawn(async move {
+                        let mut got = Vec::new();
+                        while let Some(item) = branch.next().await {
+                            consumed[index].fetch_add(1, Ordering::SeqCst);
+                            assert!(branch.len() <= capacity);
+                            got.push(item);
+                            for _ in 0..consumer.pace[got.len() % consumer.pace.len()] {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            let mut per_branch = Vec::new();
+            for task in tasks {
+                per_branch.push(timeout(LONG, task).await.expect("hang").unwrap());
+            }
+            per_branch
+        });
+        prop_assert!(!overrun.load(Ordering::SeqCst), "the source ran ahead of the slowest branch");
+        for got in per_branch {
+            prop_assert_eq!(got, (0..len).collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! `fan_out`: each item to exactly one branch, the first that asks.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use futures::stream::FusedStream;
+use futures::{Stream, StreamExt};
+use proptest::prelude::*;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_conc::fan_out::{Branch, Branches};
+use tokio_conc::prelude::*;
+use tokio_stream::wrappers::ReceiverStream;
+
+const LONG: Duration = Duration::from_secs(10);
+
+/// A source that counts the items it produced and records being dropped.
+struct Tracked<S> {
+    inner: S,
+    produced: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+}
+
+fn tracked<S: Stream>(inner: S) -> (Tracked<S>, Arc<AtomicUsize>, Arc<AtomicBool>) {
+    let produced = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let source = Tracked {
+        inner,
+        produced: produced.clone(),
+        dropped: dropped.clone(),
+    };
+    (source, produced, dropped)
+}
+
+impl<S: Stream + Unpin> Stream for Tracked<S> {
+    type Item = S::Item;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        if let Poll::Ready(Some(_)) = polled {
+            self.produced.fetch_add(1, Ordering::SeqCst);
+        }
+        polled
+    }
+}
+
+impl<S> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn branches_are_send_and_static() {
+    fn assert_send_static<T: Send + 'static>() {}
+    assert_send_static::<Branch<String>>();
+    assert_send_static::<Vec<Branch<Vec<u8>>>>();
+}
+
+#[test]
+#[should_panic(expected = "`n` (the number of branches) must be at least 1")]
+fn zero_branches_panics_naming_n() {
+    let _ = futures::stream::iter([1]).fan_out(0);
+}
+
+#[tokio::test]
+async fn reads_the_source_only_when_a_branch_asks() {
+    let (source, produced, _) = tracked(futures::stream::iter(0..10));
+    let mut branches = source.fan_out(3);
+    assert_eq!(produced.load(Ordering::SeqCst), 0);
+    assert_eq!(branches[1].next().await, Some(0));
+    assert_eq!(produced.load(Ordering::SeqCst), 1);
+    assert_eq!(branches[0].next().await, Some(1));
+    assert_eq!(branches[2].next().await, Some(2));
+    assert_eq!(produced.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_dropped_branch_takes_no_item_with_it() {
+    let mut branches = futures::stream::iter(0..10).fan_out(2);
+    let mut first = branches.remove(0);
+    let second = branches.remove(0);
+    assert_eq!(first.next().await, Some(0));
+    assert_eq!(first.next().await, Some(1));
+    drop(first);
+    assert_eq!(
+        second.collect::<Vec<_>>().await,
+        (2..10).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn all_branches_end_when_the_source_ends_and_stay_ended() {
+    let mut branches = futures::stream::iter([7]).fan_out(3);
+    assert_eq!(branches[2].next().await, Some(7));
+    for branch in &mut branches {
+        assert_eq!(branch.next().await, None);
+        assert!(branch.is_terminated());
+        assert_eq!(branch.next().await, None);
+    }
+}
+
+#[tokio::test]
+async fn the_source_is_dropped_with_the_last_branch() {
+    let (source, _, dropped) = tracked(futures::stream::pending::<u8>());
+    let mut branches = source.fan_out(2);
+    let last = branches.pop().unwrap();
+    drop(branches);
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(last);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn the_source_is_dropped_as_soon_as_it_ends() {
+    let (source, _, dropped) = tracked(futures::stream::iter([1]));
+    let mut branches = source.fan_out(2);
+    assert_eq!(branches[0].next().await, Some(1));
+    assert_eq!(branches[0].next().await, None);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "ended source still held by the branches"
+    );
+}
+
+/// Branches parked while the source is pending must all wake when it yields.
+/// A source keeps only the last waker it saw: polling it with each branch's own
+/// waker would wake one branch and leave the others parked for ever.
+#[tokio::test(start_paused = true)]
+async fn branches_parked_on_a_pending_source_all_wake_when_it_yields() {
+    let (tx, rx) = mpsc::channel(8);
+    let tasks: Vec<_> = ReceiverStream::new(rx)
+        .fan_out(4)
+        .into_iter()
+        .map(|mut branch| tokio::spawn(async move { branch.next().await }))
+        .collect();
+    for _ in 0..10 {
+        tokio::task::yield_now().await; // every branch polls and parks
+    }
+    for item in 0..4 {
+        tx.send(item).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(
+            timeout(LONG, task)
+                .await
+                .expect("a parked branch was never woken")
+                .unwrap(),
+        );
+    }
+    got.sort();
+    assert_eq!(got, [Some(0), Some(1), Some(2), Some(3)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn branches_parked_on_a_pending_source_all_wake_when_it_ends() {
+    let (tx, rx) = mpsc::channel::<u8>(8);
+    let tasks: Vec<_> = ReceiverStream::new(rx)
+        .fan_out(4)
+        .into_iter()
+        .map(|mut branch| tokio::spawn(async move { branch.next().await }))
+        .collect();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    drop(tx);
+    for task in tasks {
+        let got = timeout(LONG, task)
+            .await
+            .expect("a parked branch was never woken");
+        assert_eq!(got.unwrap(), None);
+    }
+}
+
+/// The source sees one waker: if it were the waker of the branch that polled
+/// last, dropping that branch would strand every other parked branch.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_parked_branch_strands_no_other() {
+    let (tx, rx) = mpsc::channel(8);
+    let mut branches = ReceiverStream::new(rx).fan_out(2);
+    let mut last = branches.pop().unwrap();
+    let mut first = branches.pop().unwrap();
+    let first = tokio::spawn(async move { first.next().await });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    let last = tokio::spawn(async move { last.next().await });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    last.abort();
+    assert!(last.await.unwrap_err().is_cancelled());
+    tx.send(42).await.unwrap();
+    let got = timeout(LONG, first)
+        .await
+        .expect("the remaining branch was stranded");
+    assert_eq!(got.unwrap(), Some(42));
+}
+
+/// A branch that asks while another branch is inside the source's poll parks,
+/// and must be woken when that branch lets go — even if that branch never
+/// polls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_that_finds_the_source_busy_is_woken_when_it_is_free() {
+    let (entered_tx, entered_rx) = std_mpsc::channel::<()>();
+    let (gate_tx, gate_rx) = std_mpsc::channel::<()>();
+    let gate = Mutex::new(Some((entered_tx, gate_rx)));
+    let mut next = 0_u32;
+    let source = futures::stream::poll_fn(move |_| {
+        if let Some((entered, gate)) = gate.lock().unwrap().take() {
+            entered.send(()).unwrap();
+            gate.recv().unwrap(); // holds the source until the test opens the gate
+        }
+        next += 1;
+        Poll::Ready(Some(next))
+    });
+    let mut branches = source.fan_out(2);
+    let mut busy = branches.remove(0);
+    let mut waiting = branches.remove(0);
+
+    let holder = tokio::spawn(async move {
+        let item = busy.next().await;
+        (item, busy) // never polled again
+    });
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
+
+    let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert_eq!(
+        waiting.poll_next_unpin(&mut cx),
+        Poll::Pending,
+        "the source is busy"
+    );
+
+    gate_tx.send(()).unwrap();
+    let (first, _busy) = holder.await.unwrap();
+    assert_eq!(first, Some(1));
+    timeout(LONG, async {
+        while woken.0.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the parked branch was not woken when the source became free");
+    assert_eq!(waiting.poll_next_unpin(&mut cx), Poll::Ready(Some(2)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_context_ends_parked_and_running_branches() {
+    let ctx = TaskContext::background();
+    let (tx, rx) = mpsc::channel::<u32>(8);
+    let mut branches = ReceiverStream::new(rx).fan_out(Branches::new(3).context(&ctx));
+    let mut active = branches.pop().unwrap();
+    tx.send(1).await.unwrap();
+    assert_eq!(active.next().await, Some(1));
+    let parked: Vec<_> = branches
+        .into_iter()
+        .map(|mut branch| tokio::spawn(async move { branch.next().await }))
+        .collect();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tx.send(2).await.unwrap(); // would be delivered, were it not for the cancel
+    ctx.cancel();
+    assert_eq!(active.next().await, None);
+    for task in parked {
+        let got = timeout(LONG, task)
+            .await
+            .expect("cancel did not wake a branch");
+        assert_eq!(got.unwrap(), None);
+    }
+    assert!(tx.is_closed(), "the source is dropped on cancel");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_branch_ends_when_the_context_is_cancelled() {
+    let ctx = TaskContext::background();
+    let mut branches = futures::stream::pending::<u32>().fan_out(Branches::new(2).context(&ctx));
+    let task = tokio::spawn(async move { branches[0].next().await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    ctx.cancel();
+    let got = timeout(LONG, task)
+        .await
+        .expect("cancel did not wake the branch");
+    assert_eq!(got.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn branches_end_at_the_context_deadline() {
+    let ctx = TaskContext::background().with_timeout(Duration::from_secs(3));
+    let branches = futures::stream::pending::<u32>().fan_out(Branches::new(2).context(&ctx));
+    let started = tokio::time::Instant::now();
+    let ended = futures::future::join_all(branches.into_iter().map(|b| b.collect::<Vec<_>>()));
+    assert_eq!(timeout(LONG, ended).await.unwrap(), vec![vec![]; 2]);
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_panicking_source_panics_its_branch_and_then_the_others() {
+    let mut polls = 0;
+    let source = futures::stream::poll_fn(move |_| {
+        polls += 1;
+        assert!(polls < 2, "source failed");
+        Poll::Ready(Some(polls))
+    });
+    let mut branches = source.fan_out(2);
+    assert_eq!(branches[0].next().await, Some(1));
+    let mut first = branches.remove(0);
+    let panicked = tokio::spawn(async move { first.next().await })
+        .await
+        .unwrap_err();
+    assert!(panicked.is_panic());
+    let mut second = branches.remove(0);
+    let err = tokio::spawn(async move { second.next().await })
+        .await
+        .unwrap_err();
+    let message = err.into_panic();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("fan_out: the source panicked"),
+        "{message}"
+    );
+}
+
+/// Nothing is spawned: the branches themselves poll the source, so no task
+/// can outlive them.
+#[tokio::test]
+async fn fan_out_spawns_no_task() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let (tx, rx) = mpsc::channel::<u32>(4);
+    let mut branches = ReceiverStream::new(rx).fan_out(4);
+    tx.send(1).await.unwrap();
+    assert_eq!(branches[3].next().await, Some(1));
+    assert_eq!(metrics.num_alive_tasks(), 0);
+    drop(branches);
+    assert!(tx.is_closed(), "the source went with the branches");
+}
+
+/// Many rounds of parking and waking across two threads: a lost wake-up hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wake_up_is_lost_under_contention() {
+    for round in 0..20_u32 {
+        let (tx, rx) = mpsc::channel::<u32>(2);
+        let consumers: Vec<_> = ReceiverStream::new(rx)
+            .fan_out(8)
+            .into_iter()
+            .map(|b| tokio::spawn(b.collect::<Vec<_>>()))
+            .collect();
+        let producer = tokio::spawn(async move {
+            for i in 0..500 {
+                tx.send(i).await.unwrap();
+                if i % (round + 3) == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let mut all = Vec::new();
+        for consumer in consumers {
+            let got = timeout(LONG, consumer)
+                .await
+                .expect("lost wake-up")
+                .unwrap();
+            assert!(got.windows(2).all(|w| w[0] < w[1]));
+            all.extend(got);
+        }
+        producer.await.unwrap();
+        all.sort();
+        assert_eq!(all, (0..500).collect::<Vec<_>>());
+    }
+}
+
+/// Branches contending for an always-ready source park on each other and must
+/// be woken when the holder lets go: a lost wake-up hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wake_up_is_lost_when_branches_contend_for_a_ready_source() {
+    for round in 0..200_u64 {
+        let n = [2, 3, 8][round as usize % 3];
+        let consumers: Vec<_> = futures::stream::iter(0..5_000_u64)
+            .fan_out(n)
+            .into_iter()
+            .map(|b| tokio::spawn(b.fold(0, |sum, x| async move { sum + x })))
+            .collect();
+        let mut total = 0;
+        for consumer in consumers {
+            total += timeout(LONG, consumer)
+                .await
+                .expect("lost wake-up")
+                .unwrap();
+        }
+        assert_eq!(total, 5_000 * 4_999 / 2);
+    }
+}
+
+/// How a consumer task treats its branch: how many `yield_now`s it makes
+/// between items, and whether it quits (drops the branch) after some items.
+#[derive(Clone, Debug)]
+struct Consumer {
+    pace: Vec<u8>,
+    quit_after: Option<usize>,
+}
+
+fn consumer() -> impl Strategy<Value = Consumer> {
+    (
+        proptest::collection::vec(0_u8..4, 1..8),
+        proptest::option::weighted(0.3, 0_usize..20),
+    )
+        .prop_map(|(pace, quit_after)| Consumer { pace, quit_after })
+}
+
+async fn consume<T>(mut branch: impl Stream<Item = T> + Unpin, consumer: Consumer) -> Vec<T> {
+    let mut got = Vec::new();
+    for round in 0.. {
+        if consumer.quit_after == Some(got.len()) {
+            break;
+        }
+        for _ in 0..consumer.pace[round % consumer.pace.len()] {
+            tokio::task::yield_now().await;
+        }
+        match branch.next().await {
+            Some(item) => got.push(item),
+            None => break,
+        }
+    }
+    got
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Every item reaches exactly one branch, each branch sees its items in
+    /// source order, and branches that quit early lose nothing.
+    #[test]
+    fn each_item_reaches_exactly_one_branch_in_order(
+        len in 0_usize..300,
+        mut consumers in proptest::collection::vec(consumer(), 1..7),
+    ) {
+        consumers[0].quit_after = None; // someone must read to the end
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let per_branch: Vec<Vec<usize>> = runtime.block_on(async {
+            let tasks: Vec<_> = futures::stream::iter(0..len)
+                .fan_out(consumers.len())
+                .into_iter()
+                .zip(consumers)
+                .map(|(branch, consumer)| tokio::spawn(consume(branch, consumer)))
+                .collect();
+            let mut per_branch = Vec::new();
+            for task in tasks {
+                per_branch.push(timeout(LONG, task).await.expect("hang").unwrap());
+            }
+            per_branch
+        });
+        for got in &per_branch {
+            prop_assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
+        }
+        let mut all: Vec<usize> = per_branch.into_iter().flatten().collect();
+        all.sort();
+        prop_assert_eq!(all, (0..len).collect::<Vec<_>>());
+    }
+}
