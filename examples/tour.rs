@@ -13,6 +13,7 @@ async fn main() {
     worker_pool().await;
     errgroup().await;
     rate_limit().await;
+    fan_out().await;
 }
 
 /// Go's `context.WithTimeout` + `WithValue`.
@@ -87,4 +88,35 @@ async fn rate_limit() {
     let dropped = over.drop_counter();
     let kept: Vec<i32> = over.collect().await;
     println!("   drop policy kept {kept:?}, dropped {}", dropped.get());
+}
+
+/// Fan-out three ways: work sharing, broadcast, partition by key.
+async fn fan_out() {
+    println!("== fan-out: three workers share one stream of jobs; each job goes to exactly one");
+    let workers: Vec<_> = futures::stream::iter(1..=9)
+        .fan_out(3)
+        .into_iter()
+        .map(|jobs| {
+            tokio::spawn(
+                jobs.then(|job| async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await; // the work
+                    job
+                })
+                .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    for (id, worker) in workers.into_iter().enumerate() {
+        println!("   worker {id} did {:?}", worker.await.unwrap());
+    }
+    println!("== broadcast: every listener hears every event, at the slowest one's pace");
+    let listeners = futures::stream::iter(["deploy", "rollback"]).broadcast(2, 8);
+    let heard =
+        futures::future::join_all(listeners.into_iter().map(|l| l.collect::<Vec<_>>())).await;
+    println!("   {heard:?}");
+    println!("== partition: equal keys share a lane, in order");
+    let orders = futures::stream::iter([("ann", 1), ("bob", 2), ("ann", 3)]);
+    let lanes = orders.partition(2, |(customer, _): &(&str, u32)| *customer);
+    let lanes = futures::future::join_all(lanes.into_iter().map(|l| l.collect::<Vec<_>>())).await;
+    println!("   {lanes:?}");
 }
