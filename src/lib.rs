@@ -59,6 +59,8 @@ pub mod prelude {
     pub use crate::ext::ConcurrentStreamExt;
 
     // generator + fan-in
+    pub use crate::fan_in::{FanIn, fan_in};
+    pub use crate::generator::{Closed, Yielder, generate, generate_ahead, try_generate};
 
     // worker pools
     pub use crate::pool::Workers;
