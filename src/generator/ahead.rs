@@ -276,10 +276,10 @@ impl<T> GenerateAhead<T> {
     ///     }
     /// });
     /// tokio::task::yield_now().await; // let the producer run
-    /// assert_eq!(s.buffered(), 3);
+    /// assert_eq!(s.buffered_len(), 3);
     /// # }
     /// ```
-    pub fn buffered(&self) -> usize {
+    pub fn buffered_len(&self) -> usize {
         self.buffer.len()
     }
 }
@@ -310,7 +310,7 @@ impl<T> FusedStream for GenerateAhead<T> {
 impl<T> fmt::Debug for GenerateAhead<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GenerateAhead")
-            .field("buffered", &self.buffered())
+            .field("buffered", &self.buffered_len())
             .field("done", &self.buffer.is_done())
             .finish_non_exhaustive()
     }
@@ -370,10 +370,10 @@ impl<T> Prefetch<T> {
     /// # async fn main() {
     /// let s = futures::stream::iter(0..100).prefetch(10);
     /// tokio::task::yield_now().await; // let the task fill the buffer
-    /// assert_eq!(s.buffered(), 10);
+    /// assert_eq!(s.buffered_len(), 10);
     /// # }
     /// ```
-    pub fn buffered(&self) -> usize {
+    pub fn buffered_len(&self) -> usize {
         self.buffer.len()
     }
 }
@@ -395,7 +395,7 @@ impl<T> FusedStream for Prefetch<T> {
 impl<T> fmt::Debug for Prefetch<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Prefetch")
-            .field("buffered", &self.buffered())
+            .field("buffered", &self.buffered_len())
             .field("done", &self.buffer.is_done())
             .finish()
     }

@@ -10,7 +10,6 @@ use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
 use futures::stream::FusedStream;
-use pin_project_lite::pin_project;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::{Closed, ProducerOutput, Sink, Yielder};
@@ -186,22 +185,21 @@ enum Step<T, O> {
     Cancelled,
 }
 
-pin_project! {
-    /// The producer and its hand-over point; the two public streams add only
-    /// what they do with the producer's return value.
-    struct Lazy<T, Fut> {
-        #[pin]
-        producer: Option<Fut>,
-        #[pin]
-        cancelled: Option<WaitForCancellationFutureOwned>,
-        slot: Arc<Rendezvous<T>>,
-    }
+/// The producer and its hand-over point; the two public streams add only
+/// what they do with the producer's return value.
+///
+/// The producer is boxed once, so the streams are `Unpin` and work with
+/// `StreamExt::next` without pinning by hand.
+struct Lazy<T, Fut> {
+    producer: Option<Pin<Box<Fut>>>,
+    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    slot: Arc<Rendezvous<T>>,
+}
 
-    impl<T, Fut> PinnedDrop for Lazy<T, Fut> {
-        fn drop(this: Pin<&mut Self>) {
-            // A yielder the producer moved elsewhere must learn that nobody listens.
-            this.slot.close(Closed::default());
-        }
+impl<T, Fut> Drop for Lazy<T, Fut> {
+    fn drop(&mut self) {
+        // A yielder the producer moved elsewhere must learn that nobody listens.
+        self.slot.close(Closed::default());
     }
 }
 
@@ -212,51 +210,50 @@ impl<T, Fut: Future> Lazy<T, Fut> {
             sink: Sink::Lazy(Arc::clone(&slot)),
         };
         Lazy {
-            producer: Some(producer(yielder)),
+            producer: Some(Box::pin(producer(yielder))),
             cancelled: None,
             slot,
         }
     }
 
-    /// Only before the first poll: `self` is not pinned yet.
     fn attach(&mut self, ctx: &TaskContext) {
         self.slot.lock().context = Some(ctx.clone());
-        self.cancelled = Some(ctx.token().cancelled_owned());
+        self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
     }
 
     fn is_done(&self) -> bool {
         self.producer.is_none()
     }
 
-    fn poll_step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Step<T, Fut::Output>>> {
-        let mut this = self.project();
-        let Some(producer) = this.producer.as_mut().as_pin_mut() else {
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<T, Fut::Output>>> {
+        let Some(producer) = &mut self.producer else {
             return Poll::Ready(None);
         };
-        if let Some(cancelled) = this.cancelled.as_mut().as_pin_mut() {
-            if cancelled.poll(cx).is_ready() {
-                let ctx = this.slot.lock().context.clone();
+        if let Some(cancelled) = &mut self.cancelled {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                let ctx = self.slot.lock().context.clone();
                 let reason = ctx.and_then(|c| c.err()).unwrap_or(ContextError::Cancelled);
-                this.slot.close(Closed::cancelled(reason));
+                self.slot.close(Closed::cancelled(reason));
                 // One last poll lets a producer parked in `send` see the
                 // error; whatever it awaits next is dropped with it.
-                let _ = producer.poll(cx);
-                this.producer.set(None);
+                let _ = producer.as_mut().poll(cx);
+                self.producer = None;
+                self.cancelled = None;
                 return Poll::Ready(Some(Step::Cancelled));
             }
         }
         // An item handed over from another task comes first; otherwise the
         // producer runs — only now, because the consumer asked.
-        if let Some(item) = this.slot.take(cx.waker()) {
+        if let Some(item) = self.slot.take(cx.waker()) {
             return Poll::Ready(Some(Step::Item(item)));
         }
-        match producer.poll(cx) {
+        match producer.as_mut().poll(cx) {
             Poll::Ready(output) => {
-                this.producer.set(None);
-                this.slot.close(Closed::default());
+                self.producer = None;
+                self.slot.close(Closed::default());
                 Poll::Ready(Some(Step::Returned(output)))
             }
-            Poll::Pending => match this.slot.take(cx.waker()) {
+            Poll::Pending => match self.slot.take(cx.waker()) {
                 Some(item) => Poll::Ready(Some(Step::Item(item))),
                 None => Poll::Pending,
             },
@@ -264,17 +261,14 @@ impl<T, Fut: Future> Lazy<T, Fut> {
     }
 }
 
-pin_project! {
-    /// A lazy generator: the stream [`generate`] returns.
-    ///
-    /// The producer runs only inside this stream's `poll_next`, and only
-    /// until it hands over the next item, so it never runs ahead of the
-    /// consumer. No task is spawned; it works on any executor.
-    #[must_use = "streams do nothing unless polled"]
-    pub struct Generate<T, Fut> {
-        #[pin]
-        inner: Lazy<T, Fut>,
-    }
+/// A lazy generator: the stream [`generate`] returns.
+///
+/// The producer runs only inside this stream's `poll_next`, and only until it
+/// hands over the next item, so it never runs ahead of the consumer. No task
+/// is spawned; it works on any executor.
+#[must_use = "streams do nothing unless polled"]
+pub struct Generate<T, Fut> {
+    inner: Lazy<T, Fut>,
 }
 
 /// A lazy generator (Go's generator on an unbuffered channel): `producer`
@@ -360,8 +354,8 @@ where
 {
     type Item = T;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match ready!(self.project().inner.poll_step(cx)) {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match ready!(self.inner.poll_step(cx)) {
             Some(Step::Item(item)) => Poll::Ready(Some(item)),
             Some(Step::Returned(_) | Step::Cancelled) | None => Poll::Ready(None),
         }
@@ -386,16 +380,13 @@ impl<T, Fut> fmt::Debug for Generate<T, Fut> {
     }
 }
 
-pin_project! {
-    /// A lazy generator whose producer can fail: the stream [`try_generate`]
-    /// returns. Yields `Ok` items, then the producer's `Err` if it returned
-    /// one, then ends.
-    #[must_use = "streams do nothing unless polled"]
-    pub struct TryGenerate<T, E, Fut> {
-        #[pin]
-        inner: Lazy<T, Fut>,
-        error: PhantomData<fn() -> E>,
-    }
+/// A lazy generator whose producer can fail: the stream [`try_generate`]
+/// returns. Yields `Ok` items, then the producer's `Err` if it returned one,
+/// then ends.
+#[must_use = "streams do nothing unless polled"]
+pub struct TryGenerate<T, E, Fut> {
+    inner: Lazy<T, Fut>,
+    error: PhantomData<fn() -> E>,
 }
 
 /// A lazy generator whose producer returns `Result<(), E>`: every sent item
@@ -470,8 +461,8 @@ where
 {
     type Item = Result<T, E>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match ready!(self.project().inner.poll_step(cx)) {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match ready!(self.inner.poll_step(cx)) {
             Some(Step::Item(item)) => Poll::Ready(Some(Ok(item))),
             Some(Step::Returned(Err(error))) => Poll::Ready(Some(Err(error))),
             Some(Step::Returned(Ok(())) | Step::Cancelled) | None => Poll::Ready(None),
