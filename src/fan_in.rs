@@ -257,7 +257,12 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
         let this = &mut *self;
         this.ready.register(cx.waker());
         this.take_incoming();
-        while let Some(index) = this.ready.pop() {
+        let mut turns = this.ready.start_round();
+        while turns > 0 {
+            let Some(index) = this.ready.pop() else {
+                break;
+            };
+            turns -= 1;
             let Some(input) = &mut this.inputs[index] else {
                 continue;
             };
@@ -276,6 +281,11 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
                 // Its own waker queues it again when it has more.
                 Poll::Pending => {}
             }
+        }
+        if turns == 0 && this.ready.has_queued() {
+            // Inputs are still queued: let other tasks run, then go on.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         if this.live == 0 && this.incoming.handles.load(Ordering::Acquire) == 0 {
             // A handle's last push may have landed after `take_incoming`.

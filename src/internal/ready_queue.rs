@@ -135,14 +135,26 @@ impl ReadyQueue {
         OwnerWaker(Arc::clone(&self.shared))
     }
 
-    /// The next input to poll, oldest-queued first. Inputs woken since the
-    /// last call join at the back, so an input that is always ready still
-    /// takes its turn behind them.
-    pub(crate) fn pop(&mut self) -> Option<usize> {
+    /// Starts a round of polls: inputs woken since the last round join the
+    /// back of the line. Returns how many inputs are queued; the owner polls
+    /// at most that many before returning, because an input that wakes
+    /// itself while polled (as a Tokio resource out of budget does) would
+    /// otherwise keep it busy forever.
+    pub(crate) fn start_round(&mut self) -> usize {
         if self.shared.any_woken.swap(false, Ordering::Acquire) {
             let mut woken = self.shared.woken.lock().unwrap_or_else(|e| e.into_inner());
             self.ready.extend(woken.drain(..));
         }
+        self.ready.len()
+    }
+
+    /// Whether any input waits to be polled.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.ready.is_empty() || self.shared.any_woken.load(Ordering::Acquire)
+    }
+
+    /// The next input to poll, oldest-queued first.
+    pub(crate) fn pop(&mut self) -> Option<usize> {
         while let Some(index) = self.ready.pop_front() {
             let slot = &self.slots[index];
             // Cleared before the poll: a wake-up during it queues the input again.
