@@ -255,7 +255,6 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
-        this.ready.register(cx.waker());
         this.take_incoming();
         let mut turns = this.ready.start_round();
         while turns > 0 {
@@ -269,6 +268,8 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
             let mut input_cx = Context::from_waker(this.ready.waker(index));
             match input.poll_next_unpin(&mut input_cx) {
                 Poll::Ready(Some(item)) => {
+                    // No waker to register: a stream that returns an item is
+                    // polled again before anyone waits on it.
                     this.ready.requeue(index);
                     coop.made_progress();
                     return Poll::Ready(Some(item));
@@ -282,17 +283,17 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
                 Poll::Pending => {}
             }
         }
-        if turns == 0 && this.ready.has_queued() {
-            // Inputs are still queued: let other tasks run, then go on.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         if this.live == 0 && this.incoming.handles.load(Ordering::Acquire) == 0 {
             // A handle's last push may have landed after `take_incoming`.
             this.take_incoming();
             if this.live == 0 {
                 return Poll::Ready(None);
             }
+        }
+        // About to wait: register first, then look again for wake-ups that
+        // came in before the registration could see them.
+        this.ready.register(cx.waker());
+        if this.ready.has_queued() || this.incoming.any.load(Ordering::Acquire) {
             cx.waker().wake_by_ref();
         }
         Poll::Pending

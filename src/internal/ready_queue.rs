@@ -1,32 +1,33 @@
 //! A ready queue over many inner streams or futures: each gets a waker of its
-//! own that queues its index when woken, so the owner polls only the inputs
-//! that can make progress — O(ready) per wake-up instead of O(all) — and in
-//! first-woken, first-polled order, which is fair.
+//! own that marks its index when woken, so the owner polls only the inputs
+//! that can make progress — O(woken) per wake-up instead of O(all) — and in
+//! rounds, each woken input once per round, which is fair.
 //!
 //! The same idea as `FuturesUnordered`'s, in safe code and without allocating
-//! per item: an input that yields an item is queued again at the back by the
-//! owner, without a wake-up.
+//! or locking: a wake-up sets one bit in a shared word of 64 and, if it was
+//! the first, wakes the owner. The owner keeps its queue to itself, so an
+//! input that yields an item is queued again with no atomic operation.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Wake, Waker};
 
 use futures::task::AtomicWaker;
 
-/// Wake-ups from other tasks, and the owner's task to tell about them.
+const BITS: usize = u64::BITS as usize;
+
+/// What wakers share with the owner.
 struct Shared {
-    woken: Mutex<Vec<usize>>,
+    /// Some bit was set since the owner last collected them.
     any_woken: AtomicBool,
     owner: AtomicWaker,
 }
 
-/// The waker of one input.
+/// The waker of one input: a bit in a word of 64.
 struct Entry {
-    index: usize,
-    /// Set while the index sits in a queue, so it is queued once however
-    /// often it is woken.
-    queued: AtomicBool,
+    word: Arc<AtomicU64>,
+    bit: u64,
     shared: Arc<Shared>,
 }
 
@@ -36,12 +37,7 @@ impl Wake for Entry {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.shared
-                .woken
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(self.index);
+        if self.word.fetch_or(self.bit, Ordering::AcqRel) & self.bit == 0 {
             self.shared.any_woken.store(true, Ordering::Release);
             self.shared.owner.wake();
         }
@@ -49,18 +45,19 @@ impl Wake for Entry {
 }
 
 struct Slot {
-    entry: Arc<Entry>,
     waker: Waker,
     occupied: bool,
+    /// In `ready` already: queued once however often it is woken.
+    queued: bool,
 }
 
 /// The owner's side: which inputs to poll next. Indices are reused once
 /// removed; a stale wake-up of a reused index only costs one spurious poll.
 pub(crate) struct ReadyQueue {
     shared: Arc<Shared>,
+    words: Vec<Arc<AtomicU64>>,
     slots: Vec<Slot>,
     free: Vec<usize>,
-    /// Indices to poll, in order. Only the owner touches it: no lock per item.
     ready: VecDeque<usize>,
 }
 
@@ -78,40 +75,37 @@ impl ReadyQueue {
     pub(crate) fn new() -> Self {
         ReadyQueue {
             shared: Arc::new(Shared {
-                woken: Mutex::new(Vec::new()),
                 any_woken: AtomicBool::new(false),
                 owner: AtomicWaker::new(),
             }),
+            words: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
             ready: VecDeque::new(),
         }
     }
 
-    /// A new input, ready to be polled first thing. Returns its index.
+    /// A new input, queued to be polled. Returns its index.
     pub(crate) fn insert(&mut self) -> usize {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                let index = self.slots.len();
-                let entry = Arc::new(Entry {
-                    index,
-                    queued: AtomicBool::new(false),
-                    shared: Arc::clone(&self.shared),
-                });
-                let waker = Waker::from(Arc::clone(&entry));
-                self.slots.push(Slot {
-                    entry,
-                    waker,
-                    occupied: false,
-                });
-                index
+        let index = self.free.pop().unwrap_or_else(|| {
+            let index = self.slots.len();
+            if index % BITS == 0 {
+                self.words.push(Arc::new(AtomicU64::new(0)));
             }
-        };
-        let slot = &mut self.slots[index];
-        slot.occupied = true;
-        slot.entry.queued.store(true, Ordering::Release);
-        self.ready.push_back(index);
+            let entry = Arc::new(Entry {
+                word: Arc::clone(&self.words[index / BITS]),
+                bit: 1 << (index % BITS),
+                shared: Arc::clone(&self.shared),
+            });
+            self.slots.push(Slot {
+                waker: Waker::from(entry),
+                occupied: false,
+                queued: false,
+            });
+            index
+        });
+        self.slots[index].occupied = true;
+        self.requeue(index);
         index
     }
 
@@ -126,7 +120,8 @@ impl ReadyQueue {
         &self.slots[index].waker
     }
 
-    /// Remembers the owner's waker: call at the start of every poll.
+    /// Remembers the owner's waker. Call before returning `Pending`, then
+    /// check [`has_queued`](Self::has_queued) for wake-ups that came before it.
     pub(crate) fn register(&self, owner: &Waker) {
         self.shared.owner.register(owner);
     }
@@ -141,9 +136,24 @@ impl ReadyQueue {
     /// itself while polled (as a Tokio resource out of budget does) would
     /// otherwise keep it busy forever.
     pub(crate) fn start_round(&mut self) -> usize {
-        if self.shared.any_woken.swap(false, Ordering::Acquire) {
-            let mut woken = self.shared.woken.lock().unwrap_or_else(|e| e.into_inner());
-            self.ready.extend(woken.drain(..));
+        if self.shared.any_woken.load(Ordering::Relaxed)
+            && self.shared.any_woken.swap(false, Ordering::AcqRel)
+        {
+            for (w, word) in self.words.iter().enumerate() {
+                if word.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                let mut bits = word.swap(0, Ordering::AcqRel);
+                while bits != 0 {
+                    let index = w * BITS + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let slot = &mut self.slots[index];
+                    if slot.occupied && !slot.queued {
+                        slot.queued = true;
+                        self.ready.push_back(index);
+                    }
+                }
+            }
         }
         self.ready.len()
     }
@@ -156,9 +166,8 @@ impl ReadyQueue {
     /// The next input to poll, oldest-queued first.
     pub(crate) fn pop(&mut self) -> Option<usize> {
         while let Some(index) = self.ready.pop_front() {
-            let slot = &self.slots[index];
-            // Cleared before the poll: a wake-up during it queues the input again.
-            slot.entry.queued.store(false, Ordering::Release);
+            let slot = &mut self.slots[index];
+            slot.queued = false;
             if slot.occupied {
                 return Some(index);
             }
@@ -167,9 +176,11 @@ impl ReadyQueue {
     }
 
     /// The input at `index` just yielded and may have more: poll it again
-    /// after the others that are ready.
+    /// after the others that are queued.
     pub(crate) fn requeue(&mut self, index: usize) {
-        if !self.slots[index].entry.queued.swap(true, Ordering::AcqRel) {
+        let slot = &mut self.slots[index];
+        if !slot.queued {
+            slot.queued = true;
             self.ready.push_back(index);
         }
     }
