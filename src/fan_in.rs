@@ -99,9 +99,8 @@ where
 /// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct FanIn<S> {
-    inputs: Vec<Option<S>>,
     live: usize,
-    ready: ReadyQueue,
+    ready: ReadyQueue<S>,
     incoming: Arc<Incoming<S>>,
 }
 
@@ -144,7 +143,6 @@ impl<S: Stream + Unpin> FanIn<S> {
             owner: ready.owner_waker(),
         });
         FanIn {
-            inputs: Vec::new(),
             live: 0,
             ready,
             incoming,
@@ -172,12 +170,7 @@ impl<S: Stream + Unpin> FanIn<S> {
     /// # }
     /// ```
     pub fn push(&mut self, stream: S) {
-        let index = self.ready.insert();
-        if index == self.inputs.len() {
-            self.inputs.push(Some(stream));
-        } else {
-            self.inputs[index] = Some(stream);
-        }
+        self.ready.insert(stream);
         self.live += 1;
         // A `select!` may have polled us with a waker it still waits on.
         self.incoming.owner.wake();
@@ -239,12 +232,19 @@ impl<S: Stream + Unpin> FanIn<S> {
         self.live == 0
     }
 
+    #[inline]
     fn take_incoming(&mut self) {
+        if self.incoming.any.load(Ordering::Relaxed) {
+            self.take_incoming_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_incoming_slow(&mut self) {
         if self.incoming.any.swap(false, Ordering::Acquire) {
             let streams = std::mem::take(&mut *self.incoming.lock());
-            for stream in streams {
-                self.push(stream);
-            }
+            self.extend(streams);
         }
     }
 }
@@ -262,11 +262,11 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
                 break;
             };
             turns -= 1;
-            let Some(input) = &mut this.inputs[index] else {
+            let slot = this.ready.slot(index);
+            let Some(input) = &mut slot.value else {
                 continue;
             };
-            let mut input_cx = Context::from_waker(this.ready.waker(index));
-            match input.poll_next_unpin(&mut input_cx) {
+            match input.poll_next_unpin(&mut Context::from_waker(&slot.waker)) {
                 Poll::Ready(Some(item)) => {
                     // No waker to register: a stream that returns an item is
                     // polled again before anyone waits on it.
@@ -275,7 +275,6 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
                     return Poll::Ready(Some(item));
                 }
                 Poll::Ready(None) => {
-                    this.inputs[index] = None;
                     this.ready.remove(index);
                     this.live -= 1;
                 }
@@ -303,7 +302,7 @@ impl<S: Stream + Unpin> Stream for FanIn<S> {
         let open = self.incoming.handles.load(Ordering::Relaxed) > 0;
         let mut low = 0_usize;
         let mut high = if open { None } else { Some(0_usize) };
-        for input in self.inputs.iter().flatten() {
+        for input in self.ready.values() {
             let (l, h) = input.size_hint();
             low = low.saturating_add(l);
             high = match (high, h) {

@@ -8,7 +8,6 @@
 //! the first, wakes the owner. The owner keeps its queue to itself, so an
 //! input that yields an item is queued again with no atomic operation.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Wake, Waker};
@@ -44,21 +43,23 @@ impl Wake for Entry {
     }
 }
 
-struct Slot {
-    waker: Waker,
-    occupied: bool,
-    /// In `ready` already: queued once however often it is woken.
+/// One input and its waker.
+pub(crate) struct Slot<T> {
+    /// `None` once the input is gone; the slot is then reused.
+    pub(crate) value: Option<T>,
+    pub(crate) waker: Waker,
+    /// In the queue already: queued once however often it is woken.
     queued: bool,
 }
 
-/// The owner's side: which inputs to poll next. Indices are reused once
-/// removed; a stale wake-up of a reused index only costs one spurious poll.
-pub(crate) struct ReadyQueue {
+/// The inputs, and which of them to poll next. Indices are reused once an
+/// input is removed; a stale wake-up of a reused index costs one spurious poll.
+pub(crate) struct ReadyQueue<T> {
     shared: Arc<Shared>,
     words: Vec<Arc<AtomicU64>>,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<T>>,
     free: Vec<usize>,
-    ready: VecDeque<usize>,
+    queue: Ring,
 }
 
 /// Wakes the owner of a [`ReadyQueue`] from anywhere.
@@ -71,7 +72,7 @@ impl OwnerWaker {
     }
 }
 
-impl ReadyQueue {
+impl<T> ReadyQueue<T> {
     pub(crate) fn new() -> Self {
         ReadyQueue {
             shared: Arc::new(Shared {
@@ -81,43 +82,54 @@ impl ReadyQueue {
             words: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            ready: VecDeque::new(),
+            queue: Ring::default(),
         }
     }
 
-    /// A new input, queued to be polled. Returns its index.
-    pub(crate) fn insert(&mut self) -> usize {
-        let index = self.free.pop().unwrap_or_else(|| {
-            let index = self.slots.len();
-            if index % BITS == 0 {
-                self.words.push(Arc::new(AtomicU64::new(0)));
+    /// Adds an input, queued to be polled.
+    pub(crate) fn insert(&mut self, value: T) {
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index].value = Some(value);
+                index
             }
-            let entry = Arc::new(Entry {
-                word: Arc::clone(&self.words[index / BITS]),
-                bit: 1 << (index % BITS),
-                shared: Arc::clone(&self.shared),
-            });
-            self.slots.push(Slot {
-                waker: Waker::from(entry),
-                occupied: false,
-                queued: false,
-            });
-            index
-        });
-        self.slots[index].occupied = true;
+            None => self.grow(value),
+        };
         self.requeue(index);
+    }
+
+    fn grow(&mut self, value: T) -> usize {
+        let index = self.slots.len();
+        if index % BITS == 0 {
+            self.words.push(Arc::new(AtomicU64::new(0)));
+        }
+        let entry = Arc::new(Entry {
+            word: Arc::clone(&self.words[index / BITS]),
+            bit: 1 << (index % BITS),
+            shared: Arc::clone(&self.shared),
+        });
+        self.slots.push(Slot {
+            value: Some(value),
+            waker: Waker::from(entry),
+            queued: false,
+        });
+        self.queue.reserve(self.slots.len());
         index
     }
 
-    /// The input at `index` is gone; its index may be handed out again.
+    /// Drops the input at `index`; its index may be handed out again.
     pub(crate) fn remove(&mut self, index: usize) {
-        self.slots[index].occupied = false;
+        self.slots[index].value = None;
         self.free.push(index);
     }
 
-    /// The waker to poll the input at `index` with.
-    pub(crate) fn waker(&self, index: usize) -> &Waker {
-        &self.slots[index].waker
+    pub(crate) fn slot(&mut self, index: usize) -> &mut Slot<T> {
+        &mut self.slots[index]
+    }
+
+    /// Every input still present.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|slot| slot.value.as_ref())
     }
 
     /// Remembers the owner's waker. Call before returning `Pending`, then
@@ -135,53 +147,102 @@ impl ReadyQueue {
     /// at most that many before returning, because an input that wakes
     /// itself while polled (as a Tokio resource out of budget does) would
     /// otherwise keep it busy forever.
+    #[inline]
     pub(crate) fn start_round(&mut self) -> usize {
-        if self.shared.any_woken.load(Ordering::Relaxed)
-            && self.shared.any_woken.swap(false, Ordering::AcqRel)
-        {
-            for (w, word) in self.words.iter().enumerate() {
-                if word.load(Ordering::Relaxed) == 0 {
-                    continue;
-                }
-                let mut bits = word.swap(0, Ordering::AcqRel);
-                while bits != 0 {
-                    let index = w * BITS + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let slot = &mut self.slots[index];
-                    if slot.occupied && !slot.queued {
-                        slot.queued = true;
-                        self.ready.push_back(index);
-                    }
+        if self.shared.any_woken.load(Ordering::Relaxed) {
+            self.collect_woken();
+        }
+        self.queue.len
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn collect_woken(&mut self) {
+        if !self.shared.any_woken.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        for w in 0..self.words.len() {
+            if self.words[w].load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = self.words[w].swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let index = w * BITS + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if self.slots[index].value.is_some() {
+                    self.requeue(index);
                 }
             }
         }
-        self.ready.len()
     }
 
     /// Whether any input waits to be polled.
     pub(crate) fn has_queued(&self) -> bool {
-        !self.ready.is_empty() || self.shared.any_woken.load(Ordering::Acquire)
+        self.queue.len > 0 || self.shared.any_woken.load(Ordering::Acquire)
     }
 
     /// The next input to poll, oldest-queued first.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<usize> {
-        while let Some(index) = self.ready.pop_front() {
+        while let Some(index) = self.queue.pop() {
             let slot = &mut self.slots[index];
             slot.queued = false;
-            if slot.occupied {
+            if slot.value.is_some() {
                 return Some(index);
             }
         }
         None
     }
 
-    /// The input at `index` just yielded and may have more: poll it again
-    /// after the others that are queued.
+    /// Queues the input at `index` (one that just yielded and may have
+    /// more) behind the others that are queued.
+    #[inline]
     pub(crate) fn requeue(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         if !slot.queued {
             slot.queued = true;
-            self.ready.push_back(index);
+            self.queue.push(index);
         }
+    }
+}
+
+/// A FIFO of slot indices. Each index is in it at most once, so it never
+/// needs more room than there are slots: pushing never allocates.
+#[derive(Default)]
+struct Ring {
+    buf: Vec<usize>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    /// Room for `capacity` indices (called as slots are added).
+    fn reserve(&mut self, capacity: usize) {
+        if capacity <= self.buf.len() {
+            return;
+        }
+        let mut buf = Vec::with_capacity(capacity.next_power_of_two());
+        buf.extend((0..self.len).map(|i| self.buf[(self.head + i) % self.buf.len()]));
+        buf.resize(buf.capacity(), 0);
+        self.buf = buf;
+        self.head = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, index: usize) {
+        let mask = self.buf.len() - 1;
+        self.buf[(self.head + self.len) & mask] = index;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let index = self.buf[self.head];
+        self.head = (self.head + 1) & (self.buf.len() - 1);
+        self.len -= 1;
+        Some(index)
     }
 }
