@@ -25,7 +25,9 @@ async fn count_from(start: u64, y: Yielder<u64>) -> Result<(), Closed> {
 async fn main() {
     println!("== lazy: the producer runs only when the consumer asks");
     let firsts: Vec<u64> = generate(|y| count_from(1, y)).take(3).collect().await;
-    println!("   consumer took {firsts:?}, then dropped the stream (the producer is dropped with it)");
+    println!(
+        "   consumer took {firsts:?}, then dropped the stream (the producer is dropped with it)"
+    );
 
     println!("== ahead: the producer runs on its own task, 4 items ahead");
     let mut numbers = generate_ahead(4, |y| count_from(100, y));

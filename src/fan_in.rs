@@ -395,6 +395,7 @@ impl<S> fmt::Debug for FanIn<S> {
 /// handle.push(stream::iter(0..2)).unwrap();
 /// drop(handle);
 /// assert_eq!(merged.collect::<Vec<_>>().await, [0, 1]);
+/// # }
 /// ```
 pub struct FanInHandle<S> {
     incoming: Arc<Incoming<S>>,

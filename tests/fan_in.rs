@@ -122,7 +122,11 @@ async fn an_endless_input_cannot_starve_a_producer_task_on_one_thread() {
         if item != u32::MAX {
             slow.push(item);
         }
-        assert!(taken < 20_000, "the slow input got only {} items", slow.len());
+        assert!(
+            taken < 20_000,
+            "the slow input got only {} items",
+            slow.len()
+        );
     }
     assert_eq!(slow, (0..50).collect::<Vec<_>>());
     producer.await.unwrap();

@@ -50,11 +50,19 @@ async fn lazy_producer_never_runs_ahead_of_the_consumer() {
         Ok::<(), Closed>(())
     });
     tokio::task::yield_now().await;
-    assert_eq!(started.load(Ordering::SeqCst), 0, "nothing runs before the first poll");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        0,
+        "nothing runs before the first poll"
+    );
     for k in 1..=5 {
         assert_eq!(s.next().await, Some(k - 1));
         settle(|| false).await;
-        assert_eq!(started.load(Ordering::SeqCst), k, "one send per item asked for");
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            k,
+            "one send per item asked for"
+        );
     }
 }
 
@@ -105,7 +113,10 @@ async fn a_yielder_moved_to_another_task_still_delivers_and_sees_the_drop() {
     let first: Vec<u32> = (&mut s).take(3).collect().await;
     assert_eq!(first, [0, 1, 2]);
     drop(s);
-    let closed = timeout(Duration::from_secs(5), done_rx).await.unwrap().unwrap();
+    let closed = timeout(Duration::from_secs(5), done_rx)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(closed, Closed::default());
 }
 
@@ -216,8 +227,15 @@ async fn dropping_generate_ahead_fails_send_and_ends_the_task() {
     settle(|| false).await; // the producer now waits in `send` on a full buffer
     assert_eq!(alive_tasks(), baseline + 1);
     drop(s);
-    let closed = timeout(Duration::from_secs(5), closed_rx).await.unwrap().unwrap();
-    assert_eq!(closed, Closed::default(), "the waiting send saw Err(Closed)");
+    let closed = timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        closed,
+        Closed::default(),
+        "the waiting send saw Err(Closed)"
+    );
     settle(|| alive_tasks() == baseline).await;
     assert_eq!(alive_tasks(), baseline);
     assert!(dropped.load(Ordering::SeqCst));
@@ -230,9 +248,11 @@ async fn dropping_generate_ahead_stops_a_producer_that_ignores_closed() {
     let guard = DropGuard(Arc::clone(&dropped));
     let mut s = generate_ahead(1, move |y: Yielder<u32>| async move {
         let _guard = guard;
-        let forever = true;
-        while forever {
-            let _ = y.send(1).await; // never stops by itself
+        let ignored = Arc::new(AtomicUsize::new(0));
+        while ignored.load(Ordering::Relaxed) < usize::MAX {
+            if y.send(1).await.is_err() {
+                ignored.fetch_add(1, Ordering::Relaxed); // and keeps going
+            }
         }
     });
     assert_eq!(s.next().await, Some(1));
@@ -338,7 +358,10 @@ async fn a_deadline_ends_the_generator_with_deadline_exceeded() {
     }
     assert_eq!(got, [0, 1, 2]);
     let closed = closed_rx.await.unwrap();
-    assert_eq!(closed.context_error(), Some(&ContextError::DeadlineExceeded));
+    assert_eq!(
+        closed.context_error(),
+        Some(&ContextError::DeadlineExceeded)
+    );
 }
 
 #[tokio::test]
@@ -361,7 +384,10 @@ async fn cancelling_generate_ahead_ends_the_stream_at_once_and_the_task() {
     assert_eq!(s.next().await, Some(0));
     ctx.cancel_with(std::io::Error::other("client went away"));
     assert_eq!(s.next().await, None, "buffered items are dropped on cancel");
-    let closed = timeout(Duration::from_secs(5), closed_rx).await.unwrap().unwrap();
+    let closed = timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .unwrap()
+        .unwrap();
     let reason = closed.context_error().unwrap();
     assert_eq!(reason.cause().unwrap().to_string(), "client went away");
     settle(|| alive_tasks() == baseline).await;

@@ -185,7 +185,10 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: ProducerOutput,
 {
-    assert!(buffer > 0, "generate_ahead: `buffer` must be at least 1, got 0");
+    assert!(
+        buffer > 0,
+        "generate_ahead: `buffer` must be at least 1, got 0"
+    );
     let runtime = runtime_handle("generate_ahead");
     let (tx, rx) = mpsc::channel(buffer);
     let link = Arc::new(Link {

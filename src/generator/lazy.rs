@@ -58,7 +58,11 @@ impl<T> Rendezvous<T> {
 
     pub(super) fn is_closed(&self) -> bool {
         let state = self.lock();
-        state.closed.is_some() || state.context.as_ref().is_some_and(TaskContext::is_cancelled)
+        state.closed.is_some()
+            || state
+                .context
+                .as_ref()
+                .is_some_and(TaskContext::is_cancelled)
     }
 
     fn close(&self, reason: Closed) {
@@ -71,7 +75,11 @@ impl<T> Rendezvous<T> {
     /// The consumer's side: remember its waker, take a handed-over item.
     fn take(&self, consumer: &Waker) -> Option<T> {
         let mut state = self.lock();
-        if !state.consumer.as_ref().is_some_and(|w| w.will_wake(consumer)) {
+        if !state
+            .consumer
+            .as_ref()
+            .is_some_and(|w| w.will_wake(consumer))
+        {
             state.consumer = Some(consumer.clone());
         }
         let item = state.item.take()?;

@@ -55,8 +55,8 @@ use std::fmt;
 
 use crate::context::ContextError;
 
-pub use ahead::{GenerateAhead, Prefetch, generate_ahead};
 pub(crate) use ahead::prefetch;
+pub use ahead::{GenerateAhead, Prefetch, generate_ahead};
 pub use lazy::{Generate, TryGenerate, generate, try_generate};
 
 /// The error [`Yielder::send`] returns once the generator takes no more items:
