@@ -1,20 +1,19 @@
-//! Generators that run ahead of the consumer on their own task, feeding a
-//! bounded buffer (Go's buffered channel): [`generate_ahead`] and
-//! [`prefetch`](crate::ConcurrentStreamExt::prefetch).
+//! [`generate_ahead`]: a generator whose producer runs ahead of the consumer
+//! on its own task, feeding a bounded buffer (Go's buffered channel).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
+use futures::Stream;
 use futures::stream::FusedStream;
-use futures::{Stream, StreamExt};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio::task::JoinHandle;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::buffer::Buffer;
 use super::{Closed, ProducerOutput, Sink, Yielder, closed};
 use crate::context::{ContextError, TaskContext};
 use crate::internal::runtime_handle;
@@ -85,43 +84,6 @@ impl<T> ChannelSink<T> {
 
     pub(super) fn is_closed(&self) -> bool {
         self.tx.is_closed() || self.link.err().is_some()
-    }
-}
-
-/// The consumer's end of a producer task: its buffer and its handle, through
-/// which a panic in the producer reaches the consumer.
-struct Buffer<T> {
-    rx: mpsc::Receiver<T>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl<T> Buffer<T> {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if self.is_done() {
-            return Poll::Ready(None);
-        }
-        if let Some(item) = ready!(self.rx.poll_recv(cx)) {
-            return Poll::Ready(Some(item));
-        }
-        // Every sender is gone, so the task is ending: wait for it to report.
-        if let Some(task) = &mut self.task {
-            let outcome = ready!(Pin::new(task).poll(cx));
-            self.task = None;
-            if let Err(error) = outcome {
-                if error.is_panic() {
-                    std::panic::resume_unwind(error.into_panic());
-                }
-            }
-        }
-        Poll::Ready(None)
-    }
-
-    fn is_done(&self) -> bool {
-        self.task.is_none()
-    }
-
-    fn len(&self) -> usize {
-        self.rx.len()
     }
 }
 
@@ -214,10 +176,7 @@ where
         }
     });
     GenerateAhead {
-        buffer: Buffer {
-            rx,
-            task: Some(task),
-        },
+        buffer: Buffer::new(rx, task),
         link,
         cancelled: None,
     }
@@ -295,8 +254,7 @@ impl<T> Stream for GenerateAhead<T> {
         if let Some(cancelled) = &mut this.cancelled {
             if cancelled.as_mut().poll(cx).is_ready() {
                 this.cancelled = None;
-                this.buffer.rx.close();
-                this.buffer.task = None;
+                this.buffer.stop();
                 return Poll::Ready(None);
             }
         }
@@ -316,90 +274,5 @@ impl<T> fmt::Debug for GenerateAhead<T> {
             .field("buffered", &self.buffered_len())
             .field("done", &self.buffer.is_done())
             .finish_non_exhaustive()
-    }
-}
-
-/// A stream driven ahead of its consumer by a task of its own: what
-/// [`prefetch`](crate::ConcurrentStreamExt::prefetch) returns.
-///
-/// At most `buffer` items are pulled from the source before the consumer
-/// takes them. Dropping it stops the task (and drops the source) at once.
-#[must_use = "the source runs ahead, but its items are lost unless polled"]
-pub struct Prefetch<T> {
-    buffer: Buffer<T>,
-}
-
-pub(crate) fn prefetch<S>(source: S, buffer: usize) -> Prefetch<S::Item>
-where
-    S: Stream + Send + 'static,
-    S::Item: Send + 'static,
-{
-    assert!(buffer > 0, "prefetch: `buffer` must be at least 1, got 0");
-    let runtime = runtime_handle("prefetch");
-    let (tx, rx) = mpsc::channel(buffer);
-    let task = runtime.spawn(async move {
-        let mut source = std::pin::pin!(source);
-        // Room first, then the item: the source never runs more than
-        // `buffer` items ahead of the consumer.
-        let pump = async {
-            while let Ok(permit) = tx.reserve().await {
-                match source.next().await {
-                    Some(item) => permit.send(item),
-                    None => break,
-                }
-            }
-        };
-        tokio::select! {
-            biased;
-            () = pump => {}
-            () = tx.closed() => {}
-        }
-    });
-    Prefetch {
-        buffer: Buffer {
-            rx,
-            task: Some(task),
-        },
-    }
-}
-
-impl<T> Prefetch<T> {
-    /// How many items wait in the buffer.
-    ///
-    /// ```
-    /// use tokio_conc::prelude::*;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let s = futures::stream::iter(0..100).prefetch(10);
-    /// tokio::task::yield_now().await; // let the task fill the buffer
-    /// assert_eq!(s.buffered_len(), 10);
-    /// # }
-    /// ```
-    pub fn buffered_len(&self) -> usize {
-        self.buffer.len()
-    }
-}
-
-impl<T> Stream for Prefetch<T> {
-    type Item = T;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.buffer.poll_next(cx)
-    }
-}
-
-impl<T> FusedStream for Prefetch<T> {
-    fn is_terminated(&self) -> bool {
-        self.buffer.is_done()
-    }
-}
-
-impl<T> fmt::Debug for Prefetch<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prefetch")
-            .field("buffered", &self.buffered_len())
-            .field("done", &self.buffer.is_done())
-            .finish()
     }
 }

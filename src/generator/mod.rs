@@ -48,16 +48,22 @@
 //! ```
 
 mod ahead;
+mod buffer;
 mod lazy;
+mod prefetch;
+mod rendezvous;
+mod try_generate;
 
 use std::error::Error;
 use std::fmt;
 
 use crate::context::ContextError;
 
-pub(crate) use ahead::prefetch;
-pub use ahead::{GenerateAhead, Prefetch, generate_ahead};
-pub use lazy::{Generate, TryGenerate, generate, try_generate};
+pub use ahead::{GenerateAhead, generate_ahead};
+pub use lazy::{Generate, generate};
+pub use prefetch::Prefetch;
+pub(crate) use prefetch::prefetch;
+pub use try_generate::{TryGenerate, try_generate};
 
 /// The error [`Yielder::send`] returns once the generator takes no more items:
 /// the consumer dropped the stream, the producer has already returned, or the
@@ -185,7 +191,7 @@ pub struct Yielder<T> {
 }
 
 enum Sink<T> {
-    Lazy(std::sync::Arc<lazy::Rendezvous<T>>),
+    Lazy(std::sync::Arc<rendezvous::Rendezvous<T>>),
     Channel(ahead::ChannelSink<T>),
 }
 
@@ -221,7 +227,7 @@ impl<T> Yielder<T> {
     /// ```
     pub async fn send(&self, value: T) -> Result<(), Closed> {
         match &self.sink {
-            Sink::Lazy(slot) => match lazy::Offer::new(slot, value).await {
+            Sink::Lazy(slot) => match rendezvous::Offer::new(slot, value).await {
                 Err(reason) => closed(reason).await,
                 Ok(()) => Ok(()),
             },

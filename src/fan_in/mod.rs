@@ -34,14 +34,19 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use futures::stream::FusedStream;
 use futures::{Stream, StreamExt};
 
-use crate::internal::ready_queue::{OwnerWaker, ReadyQueue};
+use crate::internal::ready_queue::ReadyQueue;
+
+mod handle;
+
+pub use handle::FanInHandle;
+use handle::Incoming;
 
 /// Merges `streams` into one stream, fairly: see [`FanIn`].
 ///
@@ -104,21 +109,6 @@ pub struct FanIn<S> {
     incoming: Arc<Incoming<S>>,
 }
 
-/// Inputs added through handles, waiting for the consumer to pick them up.
-struct Incoming<S> {
-    streams: Mutex<Vec<S>>,
-    any: AtomicBool,
-    handles: AtomicUsize,
-    fan_in_alive: AtomicBool,
-    owner: OwnerWaker,
-}
-
-impl<S> Incoming<S> {
-    fn lock(&self) -> MutexGuard<'_, Vec<S>> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl<S: Stream + Unpin> FanIn<S> {
     /// A fan-in with no inputs yet. Polled as it is, it ends at once.
     ///
@@ -135,13 +125,7 @@ impl<S: Stream + Unpin> FanIn<S> {
     /// ```
     pub fn new() -> Self {
         let ready = ReadyQueue::new();
-        let incoming = Arc::new(Incoming {
-            streams: Mutex::new(Vec::new()),
-            any: AtomicBool::new(false),
-            handles: AtomicUsize::new(0),
-            fan_in_alive: AtomicBool::new(true),
-            owner: ready.owner_waker(),
-        });
+        let incoming = Arc::new(Incoming::new(ready.owner_waker()));
         FanIn {
             live: 0,
             ready,
@@ -200,10 +184,7 @@ impl<S: Stream + Unpin> FanIn<S> {
     /// # }
     /// ```
     pub fn handle(&self) -> FanInHandle<S> {
-        self.incoming.handles.fetch_add(1, Ordering::Relaxed);
-        FanInHandle {
-            incoming: Arc::clone(&self.incoming),
-        }
+        FanInHandle::new(Arc::clone(&self.incoming))
     }
 
     /// How many inputs have not ended yet.
@@ -243,7 +224,7 @@ impl<S: Stream + Unpin> FanIn<S> {
     #[inline(never)]
     fn take_incoming_slow(&mut self) {
         if self.incoming.any.swap(false, Ordering::Acquire) {
-            let streams = std::mem::take(&mut *self.incoming.lock());
+            let streams = self.incoming.take();
             self.extend(streams);
         }
     }
@@ -376,79 +357,5 @@ impl<S> fmt::Debug for FanIn<S> {
             .field("inputs", &self.live)
             .field("handles", &self.incoming.handles.load(Ordering::Relaxed))
             .finish_non_exhaustive()
-    }
-}
-
-/// Adds inputs to a [`FanIn`] from another task: see [`FanIn::handle`].
-///
-/// Clone it for every task that adds inputs. The merged stream stays open
-/// while any handle lives; drop them all to let it end once its inputs end.
-///
-/// ```
-/// use futures::{stream, StreamExt};
-/// use tokio_conc::fan_in::FanIn;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let mut merged: FanIn<stream::Iter<std::ops::Range<u8>>> = FanIn::new();
-/// let handle = merged.handle();
-/// handle.push(stream::iter(0..2)).unwrap();
-/// drop(handle);
-/// assert_eq!(merged.collect::<Vec<_>>().await, [0, 1]);
-/// # }
-/// ```
-pub struct FanInHandle<S> {
-    incoming: Arc<Incoming<S>>,
-}
-
-impl<S> FanInHandle<S> {
-    /// Adds `stream` as an input and wakes the consumer, which polls it on
-    /// its next turn.
-    ///
-    /// # Errors
-    ///
-    /// Gives `stream` back if the [`FanIn`] was dropped.
-    ///
-    /// ```
-    /// use futures::stream;
-    /// use tokio_conc::fan_in::FanIn;
-    ///
-    /// let merged: FanIn<stream::Iter<std::ops::Range<u8>>> = FanIn::new();
-    /// let handle = merged.handle();
-    /// drop(merged);
-    /// assert!(handle.push(stream::iter(0..2)).is_err());
-    /// ```
-    pub fn push(&self, stream: S) -> Result<(), S> {
-        if !self.incoming.fan_in_alive.load(Ordering::Acquire) {
-            return Err(stream);
-        }
-        self.incoming.lock().push(stream);
-        self.incoming.any.store(true, Ordering::Release);
-        self.incoming.owner.wake();
-        Ok(())
-    }
-}
-
-impl<S> Clone for FanInHandle<S> {
-    fn clone(&self) -> Self {
-        self.incoming.handles.fetch_add(1, Ordering::Relaxed);
-        FanInHandle {
-            incoming: Arc::clone(&self.incoming),
-        }
-    }
-}
-
-impl<S> Drop for FanInHandle<S> {
-    fn drop(&mut self) {
-        if self.incoming.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // The consumer may be waiting only because this handle was open.
-            self.incoming.owner.wake();
-        }
-    }
-}
-
-impl<S> fmt::Debug for FanInHandle<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FanInHandle").finish_non_exhaustive()
     }
 }
