@@ -187,7 +187,8 @@ impl<T> GenerateAhead<T> {
     /// deadline passes), [`send`](Yielder::send) fails with a [`Closed`]
     /// carrying the context's error, the producer's task ends, and the stream
     /// ends at once, dropping what is still buffered. Attach it right after
-    /// [`generate_ahead`]: it binds sends from then on.
+    /// [`generate_ahead`]: it binds sends from then on. Only the first
+    /// context attached counts.
     ///
     /// ```
     /// use futures::StreamExt;
@@ -219,8 +220,8 @@ impl<T> GenerateAhead<T> {
     pub fn context(mut self, ctx: &TaskContext) -> Self {
         if self.link.ctx.set(ctx.clone()).is_ok() {
             self.link.attached.notify_waiters();
+            self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
         }
-        self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
         self
     }
 

@@ -61,9 +61,12 @@ impl<T, Fut: Future> Lazy<T, Fut> {
         }
     }
 
+    /// Binds to `ctx`, unless a context is bound already: the first one counts.
     pub(super) fn attach(&mut self, ctx: &TaskContext) {
-        self.slot.set_context(ctx);
-        self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
+        if self.cancelled.is_none() {
+            self.slot.set_context(ctx);
+            self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
+        }
     }
 
     pub(super) fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<T, Fut::Output>>> {
@@ -159,7 +162,7 @@ impl<T, Fut: Future> Generate<T, Fut> {
     /// Binds the generator to `ctx`: once `ctx` is cancelled (or its deadline
     /// passes), [`send`](Yielder::send) fails with a [`Closed`] carrying the
     /// context's error and the stream ends at once, even if the producer is
-    /// waiting on something else.
+    /// waiting on something else. Only the first context attached counts.
     ///
     /// ```
     /// use futures::StreamExt;
