@@ -2,9 +2,9 @@
 //!
 //! | Go | tokio-conc |
 //! |---|---|
-//! | generator: a goroutine sending on a returned channel | `generate(f)` (lazy), `generate_ahead(n, f)` / `s.prefetch(n)` (buffered) |
+//! | generator: a goroutine sending on a returned channel | [`generate(f)`](generator::generate) (lazy), [`generate_ahead(n, f)`](generator::generate_ahead) / [`s.prefetch(n)`](ConcurrentStreamExt::prefetch) (buffered) |
 //! | pipeline: stages joined by channels | chained [`ConcurrentStreamExt`] operators on any `Stream` |
-//! | fan-in: many channels merged into one | `fan_in(streams)`, `FanIn::push` |
+//! | fan-in: many channels merged into one | [`fan_in(streams)`](fan_in::fan_in), [`FanIn::push`](fan_in::FanIn::push) |
 //! | fan-out: several goroutines reading one channel | `s.fan_out(n)`, `s.broadcast(n, cap)`, `s.partition(n, key)` |
 //! | worker pool: jobs channel, N goroutines, results channel | `s.par_map(n, f)`, `s.par_map_unordered(n, f)`, `WorkerPool` |
 //! | errgroup | `s.try_par_map(n, f)`, `TaskGroup` |
@@ -59,6 +59,8 @@ pub mod prelude {
     pub use crate::ext::ConcurrentStreamExt;
 
     // generator + fan-in
+    pub use crate::fan_in::{FanIn, fan_in};
+    pub use crate::generator::{Closed, Yielder, generate, generate_ahead, try_generate};
 
     // worker pools
     pub use crate::pool::Workers;

@@ -1,1 +1,0 @@
-//! Fan-in: many streams merged into one, fairly.

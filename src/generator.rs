@@ -1,1 +1,0 @@
-//! Generators: a producer written as async code, consumed as a `Stream`.

@@ -1,0 +1,511 @@
+//! The generators' guarantees: laziness, the prefetch bound, drop and
+//! cancellation stop the producer, errors and panics reach the consumer.
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, stream};
+use proptest::prelude::*;
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+use tokio_conc::generator::{Closed, Yielder};
+use tokio_conc::prelude::*;
+
+/// Sets its flag when dropped: proves a producer was dropped or finished.
+struct DropGuard(Arc<AtomicBool>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Lets other tasks run until `done` holds (or gives up after many turns).
+async fn settle(mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn lazy_producer_never_runs_ahead_of_the_consumer() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&started);
+    let mut s = generate(move |y: Yielder<usize>| async move {
+        for i in 0.. {
+            counter.fetch_add(1, Ordering::SeqCst);
+            y.send(i).await?;
+        }
+        Ok::<(), Closed>(())
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        0,
+        "nothing runs before the first poll"
+    );
+    for k in 1..=5 {
+        assert_eq!(s.next().await, Some(k - 1));
+        settle(|| false).await;
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            k,
+            "one send per item asked for"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lazy_generator_ends_when_the_producer_returns() {
+    let s = generate(|y: Yielder<&str>| async move {
+        y.send("a").await?;
+        y.send("b").await?;
+        Ok::<(), Closed>(())
+    });
+    assert_eq!(s.collect::<Vec<_>>().await, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn dropping_a_lazy_generator_drops_its_producer() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropGuard(Arc::clone(&dropped));
+    let mut s = generate(move |y: Yielder<u32>| async move {
+        let _guard = guard;
+        for i in 0.. {
+            y.send(i).await?;
+        }
+        Ok::<(), Closed>(())
+    });
+    assert_eq!(s.next().await, Some(0));
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(s);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn a_yielder_moved_to_another_task_still_delivers_and_sees_the_drop() {
+    let (done_tx, done_rx) = oneshot::channel();
+    let mut s = generate(move |y: Yielder<u32>| async move {
+        // The producer hands its yielder to a task and waits for it.
+        let worker = tokio::spawn(async move {
+            let mut n = 0;
+            let closed = loop {
+                if let Err(closed) = y.send(n).await {
+                    break closed;
+                }
+                n += 1;
+            };
+            let _ = done_tx.send(closed);
+        });
+        let _ = worker.await;
+    });
+    let first: Vec<u32> = (&mut s).take(3).collect().await;
+    assert_eq!(first, [0, 1, 2]);
+    drop(s);
+    let closed = timeout(Duration::from_secs(5), done_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed, Closed::default());
+}
+
+#[tokio::test]
+async fn a_cancelled_send_takes_its_item_back() {
+    let s = generate(|y: Yielder<u32>| async move {
+        // Polled once, then dropped: the consumer must never see 1.
+        assert!(y.send(1).now_or_never().is_none());
+        y.send(2).await
+    });
+    assert_eq!(s.collect::<Vec<_>>().await, [2]);
+}
+
+#[tokio::test]
+async fn try_generate_yields_the_error_last() {
+    let s = try_generate(|y: Yielder<u32>| async move {
+        y.send(1).await.map_err(|_| "closed")?;
+        y.send(2).await.map_err(|_| "closed")?;
+        Err("broken")
+    });
+    assert_eq!(s.collect::<Vec<_>>().await, [Ok(1), Ok(2), Err("broken")]);
+
+    let fine = try_generate(|y: Yielder<u32>| async move {
+        let _ = y.send(7).await;
+        Ok::<(), &str>(())
+    });
+    assert_eq!(fine.collect::<Vec<_>>().await, [Ok(7)]);
+}
+
+#[tokio::test]
+async fn try_generate_works_with_question_mark_on_send() {
+    let s = try_generate(|y: Yielder<u8>| async move {
+        y.send(1).await?;
+        Err::<(), Box<dyn std::error::Error + Send + Sync>>("boom".into())
+    });
+    let items: Vec<_> = s.collect().await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(*items[0].as_ref().unwrap(), 1);
+    assert_eq!(items[1].as_ref().unwrap_err().to_string(), "boom");
+}
+
+#[tokio::test]
+async fn generate_ahead_runs_at_most_buffer_items_ahead() {
+    const BUFFER: usize = 4;
+    let started = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (Arc::clone(&started), Arc::clone(&completed));
+    let mut ahead = generate_ahead(BUFFER, move |y: Yielder<usize>| async move {
+        for i in 0..1000 {
+            s.fetch_add(1, Ordering::SeqCst);
+            y.send(i).await?;
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok::<(), Closed>(())
+    });
+    settle(|| started.load(Ordering::SeqCst) > BUFFER).await;
+    settle(|| false).await;
+    // As in Go: `BUFFER` items buffered, one more held in a waiting send.
+    assert_eq!(completed.load(Ordering::SeqCst), BUFFER);
+    assert_eq!(started.load(Ordering::SeqCst), BUFFER + 1);
+    assert_eq!(ahead.buffered_len(), BUFFER);
+    for taken in 1..=10 {
+        assert_eq!(ahead.next().await, Some(taken - 1));
+        settle(|| false).await;
+        assert_eq!(completed.load(Ordering::SeqCst), taken + BUFFER);
+        assert_eq!(started.load(Ordering::SeqCst), taken + BUFFER + 1);
+    }
+}
+
+#[tokio::test]
+async fn prefetch_pulls_at_most_buffer_items_ahead() {
+    const BUFFER: usize = 3;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let mut s = stream::iter(0..1000)
+        .inspect(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .prefetch(BUFFER);
+    settle(|| pulled.load(Ordering::SeqCst) >= BUFFER).await;
+    settle(|| false).await;
+    assert_eq!(pulled.load(Ordering::SeqCst), BUFFER);
+    for taken in 1..=10 {
+        assert_eq!(s.next().await, Some(taken - 1));
+        settle(|| false).await;
+        assert_eq!(pulled.load(Ordering::SeqCst), taken + BUFFER);
+    }
+}
+
+#[tokio::test]
+async fn dropping_generate_ahead_fails_send_and_ends_the_task() {
+    let baseline = alive_tasks();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropGuard(Arc::clone(&dropped));
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let mut s = generate_ahead(2, move |y: Yielder<u32>| async move {
+        let _guard = guard;
+        let mut n = 0;
+        let closed = loop {
+            if let Err(closed) = y.send(n).await {
+                break closed;
+            }
+            n += 1;
+        };
+        let _ = closed_tx.send(closed);
+    });
+    assert_eq!(s.next().await, Some(0));
+    settle(|| false).await; // the producer now waits in `send` on a full buffer
+    assert_eq!(alive_tasks(), baseline + 1);
+    drop(s);
+    let closed = timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        closed,
+        Closed::default(),
+        "the waiting send saw Err(Closed)"
+    );
+    settle(|| alive_tasks() == baseline).await;
+    assert_eq!(alive_tasks(), baseline);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn dropping_generate_ahead_stops_a_producer_that_ignores_closed() {
+    let baseline = alive_tasks();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropGuard(Arc::clone(&dropped));
+    let mut s = generate_ahead(1, move |y: Yielder<u32>| async move {
+        let _guard = guard;
+        let ignored = Arc::new(AtomicUsize::new(0));
+        while ignored.load(Ordering::Relaxed) < usize::MAX {
+            if y.send(1).await.is_err() {
+                ignored.fetch_add(1, Ordering::Relaxed); // and keeps going
+            }
+        }
+    });
+    assert_eq!(s.next().await, Some(1));
+    drop(s);
+    settle(|| alive_tasks() == baseline).await;
+    assert_eq!(alive_tasks(), baseline);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn dropping_generate_ahead_stops_a_producer_waiting_elsewhere() {
+    let baseline = alive_tasks();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropGuard(Arc::clone(&dropped));
+    let s = generate_ahead(1, move |y: Yielder<u32>| async move {
+        let _guard = guard;
+        let _ = y.send(1).await;
+        pending::<()>().await;
+    });
+    settle(|| s.buffered_len() == 1).await;
+    drop(s);
+    settle(|| alive_tasks() == baseline).await;
+    assert_eq!(alive_tasks(), baseline);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn dropping_prefetch_ends_its_task_and_drops_the_source() {
+    let baseline = alive_tasks();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropGuard(Arc::clone(&dropped));
+    let source = stream::iter(0..).map(move |i| {
+        let _ = &guard;
+        i
+    });
+    let mut s = source.prefetch(2);
+    assert_eq!(s.next().await, Some(0));
+    assert_eq!(alive_tasks(), baseline + 1);
+    drop(s);
+    settle(|| alive_tasks() == baseline).await;
+    assert_eq!(alive_tasks(), baseline);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn cancelling_the_context_ends_a_lazy_generator_and_fails_send() {
+    let ctx = TaskContext::background();
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let mut s = generate(move |y: Yielder<u32>| async move {
+        y.send(1).await.unwrap();
+        let _ = closed_tx.send(y.send(2).await);
+    })
+    .context(&ctx);
+    assert_eq!(s.next().await, Some(1));
+    ctx.cancel();
+    assert_eq!(s.next().await, None);
+    let sent = closed_rx.await.unwrap();
+    assert_eq!(
+        sent.unwrap_err().context_error(),
+        Some(&ContextError::Cancelled)
+    );
+}
+
+#[tokio::test]
+async fn cancelling_the_context_wakes_a_consumer_whose_producer_waits_elsewhere() {
+    let ctx = TaskContext::background();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropGuard(Arc::clone(&dropped));
+    let mut s = generate(move |y: Yielder<u32>| async move {
+        let _guard = guard;
+        y.send(1).await.unwrap();
+        pending::<()>().await;
+    })
+    .context(&ctx);
+    assert_eq!(s.next().await, Some(1));
+    let canceller = ctx.clone();
+    tokio::spawn(async move { canceller.cancel() });
+    let end = timeout(Duration::from_secs(5), s.next()).await.unwrap();
+    assert_eq!(end, None);
+    assert!(dropped.load(Ordering::SeqCst), "the producer was dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_ends_the_generator_with_deadline_exceeded() {
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(50));
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let mut s = generate_ahead(1, move |y: Yielder<u32>| async move {
+        let mut n = 0;
+        let closed = loop {
+            if let Err(closed) = y.send(n).await {
+                break closed;
+            }
+            n += 1;
+        };
+        let _ = closed_tx.send(closed);
+    })
+    .context(&ctx);
+    // A slow consumer: one item every 20 ms, so the producer waits in `send`.
+    let mut got = Vec::new();
+    while let Some(n) = s.next().await {
+        got.push(n);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, [0, 1, 2]);
+    let closed = closed_rx.await.unwrap();
+    assert_eq!(
+        closed.context_error(),
+        Some(&ContextError::DeadlineExceeded)
+    );
+}
+
+#[tokio::test]
+async fn cancelling_generate_ahead_ends_the_stream_at_once_and_the_task() {
+    let baseline = alive_tasks();
+    let ctx = TaskContext::background();
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let mut s = generate_ahead(8, move |y: Yielder<u32>| async move {
+        let mut n = 0;
+        let closed = loop {
+            if let Err(closed) = y.send(n).await {
+                break closed;
+            }
+            n += 1;
+        };
+        let _ = closed_tx.send(closed);
+    })
+    .context(&ctx);
+    settle(|| s.buffered_len() == 8).await;
+    assert_eq!(s.next().await, Some(0));
+    ctx.cancel_with(std::io::Error::other("client went away"));
+    assert_eq!(s.next().await, None, "buffered items are dropped on cancel");
+    let closed = timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let reason = closed.context_error().unwrap();
+    assert_eq!(reason.cause().unwrap().to_string(), "client went away");
+    settle(|| alive_tasks() == baseline).await;
+    assert_eq!(alive_tasks(), baseline);
+    drop(s);
+}
+
+#[tokio::test]
+#[should_panic(expected = "producer failed")]
+async fn a_panic_in_a_producer_task_reaches_the_consumer() {
+    let s = generate_ahead(2, |y: Yielder<u32>| async move {
+        let _ = y.send(1).await;
+        if y.send(2).await.is_ok() {
+            panic!("producer failed");
+        }
+    });
+    let _ = s.collect::<Vec<_>>().await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "source failed")]
+async fn a_panic_in_a_prefetched_source_reaches_the_consumer() {
+    let s = stream::iter(0..3)
+        .map(|i| if i == 2 { panic!("source failed") } else { i })
+        .prefetch(2);
+    let _ = s.collect::<Vec<_>>().await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "generate_ahead: `buffer` must be at least 1, got 0")]
+async fn generate_ahead_with_zero_buffer_panics() {
+    let _ = generate_ahead(0, |y: Yielder<u8>| async move {
+        let _ = y.send(1).await;
+    });
+}
+
+#[tokio::test]
+#[should_panic(expected = "prefetch: `buffer` must be at least 1, got 0")]
+async fn prefetch_of_zero_panics() {
+    let _ = stream::iter(0..3).prefetch(0);
+}
+
+#[test]
+#[should_panic(expected = "generate_ahead must be called within a Tokio runtime")]
+fn generate_ahead_outside_a_runtime_panics() {
+    let _ = generate_ahead(1, |y: Yielder<u8>| async move {
+        let _ = y.send(1).await;
+    });
+}
+
+#[test]
+#[should_panic(expected = "prefetch must be called within a Tokio runtime")]
+fn prefetch_outside_a_runtime_panics() {
+    let _ = stream::iter(0..3).prefetch(1);
+}
+
+#[test]
+fn a_lazy_generator_needs_no_runtime() {
+    let s = generate(|y: Yielder<u8>| async move {
+        for i in 0..3 {
+            y.send(i).await?;
+        }
+        Ok::<(), Closed>(())
+    });
+    let items = futures::executor::block_on(s.collect::<Vec<_>>());
+    assert_eq!(items, [0, 1, 2]);
+}
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[tokio::test]
+async fn generators_are_send() {
+    let lazy = generate(|y: Yielder<String>| async move {
+        let _ = y.send(String::new()).await;
+    });
+    assert_send(&lazy);
+    let ahead = generate_ahead(1, |y: Yielder<String>| async move {
+        let _ = y.send(String::new()).await;
+    });
+    assert_send(&ahead);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn every_generator_yields_exactly_what_was_sent(
+        items in proptest::collection::vec(any::<u16>(), 0..60),
+        buffer in 1_usize..8,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let (lazy, ahead, prefetched) = rt.block_on(async {
+            let a = items.clone();
+            let lazy: Vec<u16> = generate(move |y: Yielder<u16>| async move {
+                for i in a {
+                    y.send(i).await?;
+                }
+                Ok::<(), Closed>(())
+            })
+            .collect()
+            .await;
+            let b = items.clone();
+            let ahead: Vec<u16> = generate_ahead(buffer, move |y: Yielder<u16>| async move {
+                for i in b {
+                    y.send(i).await?;
+                }
+                Ok::<(), Closed>(())
+            })
+            .collect()
+            .await;
+            let prefetched: Vec<u16> = stream::iter(items.clone()).prefetch(buffer).collect().await;
+            (lazy, ahead, prefetched)
+        });
+        prop_assert_eq!(&lazy, &items);
+        prop_assert_eq!(&ahead, &items);
+        prop_assert_eq!(&prefetched, &items);
+    }
+}
