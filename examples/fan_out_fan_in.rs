@@ -11,8 +11,13 @@ use tokio_conc::prelude::*;
 
 #[tokio::main]
 async fn main() {
-    // The generator: a lazy stream, read only when a worker asks.
-    let numbers = futures::stream::iter(1..=12_u64);
+    // The generator: a lazy stream, run only when a worker asks for a number.
+    let numbers = generate(|y: Yielder<u64>| async move {
+        for n in 1..=12 {
+            y.send(n).await?;
+        }
+        Ok::<(), Closed>(())
+    });
 
     // Fan-out: each number goes to exactly one of three workers.
     let workers = numbers
@@ -25,12 +30,12 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(n % 4 * 5)).await;
                 (id, n, n * n)
             })
-            .boxed()
+            // Each worker runs on its own task, like a goroutine.
+            .prefetch(1)
         });
 
     // Fan-in: merge the workers' results into one stream.
-    // TODO(lead): use tokio_conc::fan_in once merged
-    let mut results = futures::stream::select_all(workers);
+    let mut results = fan_in(workers);
 
     let mut total = 0;
     while let Some((worker, n, square)) = results.next().await {

@@ -10,6 +10,8 @@ use tokio_conc::prelude::*;
 #[tokio::main]
 async fn main() {
     context().await;
+    generator().await;
+    fan_in_step().await;
     worker_pool().await;
     errgroup().await;
     rate_limit().await;
@@ -119,4 +121,50 @@ async fn fan_out() {
     let lanes = orders.partition(2, |(customer, _): &(&str, u32)| *customer);
     let lanes = futures::future::join_all(lanes.into_iter().map(|l| l.collect::<Vec<_>>())).await;
     println!("   {lanes:?}");
+}
+
+/// Go's generator: lazy (unbuffered channel) and running ahead (buffered).
+async fn generator() {
+    println!("== generator: lazy, and running ahead");
+    let squares: Vec<u64> = generate(|y: Yielder<u64>| async move {
+        for i in 1.. {
+            y.send(i * i).await?;
+        }
+        Ok::<(), Closed>(())
+    })
+    .take(4)
+    .collect()
+    .await;
+    println!("   first squares: {squares:?}");
+    let mut ahead = generate_ahead(2, |y: Yielder<u32>| async move {
+        let mut n = 0;
+        while y.send(n).await.is_ok() {
+            n += 1;
+        }
+        println!("   producer: send({n}) failed, the consumer left; stopping");
+    });
+    println!(
+        "   took {:?} and {:?}, then dropped the stream",
+        ahead.next().await,
+        ahead.next().await
+    );
+    drop(ahead);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+/// Go's fan-in: several producers merged into one stream, fairly.
+async fn fan_in_step() {
+    println!("== fan-in: three producers merged into one stream");
+    let producers = (0..3).map(|p| {
+        generate_ahead(2, move |y: Yielder<String>| async move {
+            for i in 0..2 {
+                y.send(format!("producer {p}, item {i}")).await?;
+            }
+            Ok::<(), Closed>(())
+        })
+    });
+    let mut merged = fan_in(producers);
+    while let Some(message) = merged.next().await {
+        println!("   {message}");
+    }
 }
