@@ -5,11 +5,11 @@
 //! | generator: a goroutine sending on a returned channel | [`generate(f)`](generator::generate) (lazy), [`generate_ahead(n, f)`](generator::generate_ahead) / [`s.prefetch(n)`](ConcurrentStreamExt::prefetch) (buffered) |
 //! | pipeline: stages joined by channels | chained [`ConcurrentStreamExt`] operators on any `Stream` |
 //! | fan-in: many channels merged into one | [`fan_in(streams)`](fan_in::fan_in), [`FanIn::push`](fan_in::FanIn::push) |
-//! | fan-out: several goroutines reading one channel | `s.fan_out(n)`, `s.broadcast(n, cap)`, `s.partition(n, key)` |
-//! | worker pool: jobs channel, N goroutines, results channel | `s.par_map(n, f)`, `s.par_map_unordered(n, f)`, `WorkerPool` |
-//! | errgroup | `s.try_par_map(n, f)`, `TaskGroup` |
-//! | semaphore: a buffered channel of tokens | the `workers` bound of every pool operator; `TaskGroup::limit` |
-//! | rate limit: `time.Tick`, a bursty limiter | `s.rate_limit(Rate::per_second(n).burst(b))` |
+//! | fan-out: several goroutines reading one channel | [`s.fan_out(n)`](ConcurrentStreamExt::fan_out), [`s.broadcast(n, cap)`](ConcurrentStreamExt::broadcast), [`s.partition(n, key)`](ConcurrentStreamExt::partition) |
+//! | worker pool: jobs channel, N goroutines, results channel | `s.par_map(n, f)`, `s.par_map_unordered(n, f)`, [`WorkerPool`](pool::WorkerPool) |
+//! | errgroup | `s.try_par_map(n, f)`, [`TaskGroup`](pool::TaskGroup) |
+//! | semaphore: a buffered channel of tokens | the `workers` bound of every pool operator; [`TaskGroup::limit`](pool::TaskGroup::limit); [`RateLimiter`](rate::RateLimiter) for calls per second |
+//! | rate limit: `time.Tick`, a bursty limiter | [`s.rate_limit(Rate::per_second(n).burst(b))`](ConcurrentStreamExt::rate_limit), [`RateLimiter::until_ready`](rate::RateLimiter::until_ready) |
 //! | `context.Context`: cancellation, deadline, values | [`TaskContext`] |
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
