@@ -7,3 +7,5 @@ pub(crate) fn runtime_handle(operator: &str) -> tokio::runtime::Handle {
     tokio::runtime::Handle::try_current()
         .unwrap_or_else(|_| panic!("{operator} must be called within a Tokio runtime"))
 }
+
+pub(crate) mod reorder;

@@ -112,6 +112,12 @@ impl Workers {
         self.buffer.unwrap_or(self.count.saturating_mul(2))
     }
 
+    /// The buffer set by [`buffer`](Self::buffer), if any: the stream
+    /// operators pick their own default when it is not set.
+    pub(crate) fn buffer_setting(&self) -> Option<usize> {
+        self.buffer
+    }
+
     /// The context set by [`context`](Self::context), if any.
     ///
     /// ```

@@ -1,0 +1,241 @@
+//! The batched hand-off between a pool stream's consumer and its workers.
+//!
+//! One `std::sync::Mutex` guards the queued input, the finished results and the
+//! parked wakers. Each side takes it once per *batch*, never per item and never
+//! across an `.await`, and a side is woken only when it is parked waiting. A
+//! tokio mpsc hop costs about 100 ns per item and wakes the receiver per item;
+//! this costs one uncontended lock per batch, which is what lets a parallel
+//! pool keep up with `buffer_unordered` on trivial work (see `benches/pool.rs`).
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+/// A panic payload caught in a worker, to be resumed in the consumer.
+pub(crate) type Panic = Box<dyn Any + Send>;
+
+/// An input item and its sequence number.
+pub(crate) type Job<T> = (u64, T);
+
+/// What a worker gets from [`HandOff::poll_take`].
+pub(crate) enum Take {
+    /// The batch was filled. `woke_consumer` says the worker just woke the
+    /// consumer (into its own thread's LIFO slot, on a multi-thread runtime).
+    Work { woke_consumer: bool },
+    /// Input ended and nothing is left: the worker should return.
+    Closed,
+}
+
+/// Where each input item goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lanes {
+    /// One queue shared by all workers; each takes a fair share.
+    Shared,
+    /// One queue per worker (keyed pools): worker `i` takes only from lane `i`.
+    PerWorker,
+}
+
+pub(crate) struct HandOff<T, O> {
+    state: Mutex<State<T, O>>,
+    /// Items whose sequence number is at or past this are dropped unprocessed;
+    /// lowered by the first failure of a fail-fast pool.
+    cutoff: AtomicU64,
+    workers: usize,
+    lanes: Lanes,
+    /// Whether an output is a failure that stops a fail-fast pool.
+    fails: fn(&O) -> bool,
+    /// Whether a failure stops only the items after it (ordered) or all of them.
+    ordered: bool,
+}
+
+struct State<T, O> {
+    queues: Vec<VecDeque<Job<T>>>,
+    done: VecDeque<Job<O>>,
+    idle: Vec<Option<Waker>>,
+    consumer: Option<Waker>,
+    input_ended: bool,
+    panic: Option<Panic>,
+}
+
+impl<T, O> HandOff<T, O> {
+    pub(crate) fn new(workers: usize, lanes: Lanes, ordered: bool, fails: fn(&O) -> bool) -> Self {
+        let queues = match lanes {
+            Lanes::Shared => 1,
+            Lanes::PerWorker => workers,
+        };
+        HandOff {
+            state: Mutex::new(State {
+                queues: (0..queues).map(|_| VecDeque::new()).collect(),
+                done: VecDeque::new(),
+                idle: (0..workers).map(|_| None).collect(),
+                consumer: None,
+                input_ended: false,
+                panic: None,
+            }),
+            cutoff: AtomicU64::new(u64::MAX),
+            workers,
+            lanes,
+            fails,
+            ordered,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T, O>> {
+        // Nothing panics while holding the lock (user code never runs under it),
+        // so a poisoned lock still holds consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn fails(&self, output: &O) -> bool {
+        (self.fails)(output)
+    }
+
+    /// Whether the item numbered `seq` should be dropped unprocessed.
+    pub(crate) fn is_cut(&self, seq: u64) -> bool {
+        seq >= self.cutoff.load(Ordering::Relaxed)
+    }
+
+    /// Whether a failure has stopped intake.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.cutoff.load(Ordering::Relaxed) != u64::MAX
+    }
+
+    /// Records that item `seq` failed: later items (ordered) or all unstarted
+    /// items (unordered) will be dropped unprocessed.
+    pub(crate) fn fail(&self, seq: u64) {
+        let cutoff = if self.ordered { seq + 1 } else { 0 };
+        self.cutoff.fetch_min(cutoff, Ordering::Relaxed);
+    }
+
+    /// Worker side, one lock per batch: hands over `out`, then takes up to
+    /// `limit` queued items into `batch` — at most a fair share of what is
+    /// queued, so a batch never takes work another idle worker could start.
+    /// Parks the worker if nothing is queued.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        index: usize,
+        out: &mut Vec<Job<O>>,
+        batch: &mut Vec<Job<T>>,
+        limit: usize,
+    ) -> Poll<Take> {
+        let mut state = self.lock();
+        let consumer = if out.is_empty() {
+            None
+        } else {
+            state.done.extend(out.drain(..));
+            state.consumer.take()
+        };
+        let lane = match self.lanes {
+            Lanes::Shared => 0,
+            Lanes::PerWorker => index,
+        };
+        let queued = state.queues[lane].len();
+        let poll = if queued > 0 {
+            let share = match self.lanes {
+                Lanes::Shared => queued.div_ceil(self.workers),
+                Lanes::PerWorker => queued,
+            };
+            batch.extend(state.queues[lane].drain(..share.min(limit).max(1)));
+            Poll::Ready(Take::Work {
+                woke_consumer: consumer.is_some(),
+            })
+        } else if state.input_ended {
+            Poll::Ready(Take::Closed)
+        } else {
+            let slot = &mut state.idle[index];
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        };
+        drop(state);
+        if let Some(waker) = consumer {
+            waker.wake();
+        }
+        poll
+    }
+
+    /// Worker side: a call of the pool's function panicked.
+    pub(crate) fn report_panic(&self, panic: Panic) {
+        let mut state = self.lock();
+        state.panic.get_or_insert(panic);
+        let consumer = state.consumer.take();
+        drop(state);
+        if let Some(waker) = consumer {
+            waker.wake();
+        }
+    }
+
+    /// Consumer side, one lock per batch: queues the `staged` input (one `Vec`
+    /// per lane), wakes as many parked workers as there is work for, and swaps
+    /// the finished results into `done` (which must be empty). Parks the
+    /// consumer if nothing was finished. A worker's panic is returned instead.
+    pub(crate) fn exchange(
+        &self,
+        cx: &mut Context<'_>,
+        staged: &mut [Vec<Job<T>>],
+        input_ended: bool,
+        done: &mut VecDeque<Job<O>>,
+        wakers: &mut Vec<Waker>,
+    ) -> Result<(), Panic> {
+        debug_assert!(done.is_empty());
+        let mut state = self.lock();
+        if let Some(panic) = state.panic.take() {
+            return Err(panic);
+        }
+        for (queue, items) in state.queues.iter_mut().zip(staged.iter_mut()) {
+            queue.extend(items.drain(..));
+        }
+        state.input_ended |= input_ended;
+        let State {
+            queues,
+            idle,
+            input_ended,
+            ..
+        } = &mut *state;
+        match self.lanes {
+            Lanes::Shared => {
+                // Wake every parked worker there is an item for (all of them
+                // once input ended, so they can return). Waking two or more in
+                // one go also moves them out of this thread's LIFO slot, so
+                // other runtime threads can steal them.
+                let mut wanted = if *input_ended {
+                    usize::MAX
+                } else {
+                    queues[0].len()
+                };
+                for slot in idle.iter_mut() {
+                    if wanted == 0 {
+                        break;
+                    }
+                    if let Some(waker) = slot.take() {
+                        wakers.push(waker);
+                        wanted -= 1;
+                    }
+                }
+            }
+            Lanes::PerWorker => {
+                for (slot, queue) in idle.iter_mut().zip(queues.iter()) {
+                    if *input_ended || !queue.is_empty() {
+                        wakers.extend(slot.take());
+                    }
+                }
+            }
+        }
+        std::mem::swap(done, &mut state.done);
+        if done.is_empty() {
+            let slot = &mut state.consumer;
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+        }
+        drop(state);
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
