@@ -325,6 +325,25 @@ where
     }
 }
 
+/// Yields once, leaving the task where another runtime thread can steal it.
+///
+/// `tokio::task::yield_now` parks the task in a per-thread deferred list that
+/// other threads cannot steal from, so two workers yielding to each other can
+/// end up sharing one thread while the other idles. A task that wakes itself
+/// during its poll is instead pushed onto the thread's stealable run queue
+/// (and an idle thread is notified).
+fn yield_stealable() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+}
+
 /// How many items the next batch may take, from how long the last one took.
 fn next_limit(elapsed: Duration, taken: usize) -> usize {
     let per_item = elapsed.as_nanos() / taken.max(1) as u128;

@@ -9,7 +9,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -37,11 +37,17 @@ pub(crate) enum Lanes {
     PerWorker,
 }
 
+/// A batch this small is taken whole even when it is more than a fair share.
+const SMALL_BATCH: usize = 64;
+
 pub(crate) struct HandOff<T, O> {
     state: Mutex<State<T, O>>,
     /// Items whose sequence number is at or past this are dropped unprocessed;
     /// lowered by the first failure of a fail-fast pool.
     cutoff: AtomicU64,
+    /// The batch size the workers' timing last asked for: the consumer wakes
+    /// one parked worker per this many queued items, not one per item.
+    batch_hint: AtomicUsize,
     workers: usize,
     lanes: Lanes,
     /// Whether an output is a failure that stops a fail-fast pool.
@@ -75,6 +81,7 @@ impl<T, O> HandOff<T, O> {
                 panic: None,
             }),
             cutoff: AtomicU64::new(u64::MAX),
+            batch_hint: AtomicUsize::new(1),
             workers,
             lanes,
             fails,
@@ -110,9 +117,10 @@ impl<T, O> HandOff<T, O> {
     }
 
     /// Worker side, one lock per batch: hands over `out`, then takes up to
-    /// `limit` queued items into `batch` — at most a fair share of what is
-    /// queued, so a batch never takes work another idle worker could start.
-    /// Parks the worker if nothing is queued.
+    /// `limit` queued items into `batch` (the worker's timing says how many
+    /// fit in one batch). Unless that is a small batch anyway, it takes at
+    /// most a fair share of the queue, in case the timing is stale. Parks
+    /// the worker if nothing is queued.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
@@ -135,10 +143,11 @@ impl<T, O> HandOff<T, O> {
         let queued = state.queues[lane].len();
         let poll = if queued > 0 {
             let share = match self.lanes {
-                Lanes::Shared => queued.div_ceil(self.workers),
+                Lanes::Shared => queued.div_ceil(self.workers).max(SMALL_BATCH),
                 Lanes::PerWorker => queued,
             };
-            batch.extend(state.queues[lane].drain(..share.min(limit).max(1)));
+            self.batch_hint.store(limit, Ordering::Relaxed);
+            batch.extend(state.queues[lane].drain(..share.min(limit).min(queued).max(1)));
             Poll::Ready(Take::Work {
                 woke_consumer: consumer.is_some(),
             })
