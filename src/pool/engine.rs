@@ -299,7 +299,7 @@ where
                 // (and refills the queue) instead of after this whole batch.
                 Take::Work {
                     woke_consumer: true,
-                } => tokio::task::yield_now().await,
+                } => yield_stealable().await,
                 Take::Work {
                     woke_consumer: false,
                 } => tokio::task::coop::consume_budget().await,
