@@ -22,7 +22,7 @@ use crate::internal::reorder::ReorderWindow;
 
 /// Items pulled ahead of the workers when [`Workers::buffer`] is not set: a
 /// batch hand-off pays only when there is a batch to hand over.
-const DEFAULT_BUFFER: usize = 128;
+const DEFAULT_BUFFER: usize = 256;
 
 /// A worker aims to hand its results back about this often: long enough that
 /// the per-batch lock and wake-up vanish next to trivial items, short enough

@@ -38,7 +38,11 @@ pub(crate) enum Lanes {
 }
 
 /// A batch this small is taken whole even when it is more than a fair share.
-const SMALL_BATCH: usize = 64;
+const SMALL_BATCH: usize = 16;
+
+/// The largest batch: enough to make the per-batch lock and wake-up vanish
+/// per item, small enough that the window holds several batches in flight.
+const MAX_BATCH: usize = 64;
 
 pub(crate) struct HandOff<T, O> {
     state: Mutex<State<T, O>>,
@@ -143,8 +147,8 @@ impl<T, O> HandOff<T, O> {
         let queued = state.queues[lane].len();
         let poll = if queued > 0 {
             let share = match self.lanes {
-                Lanes::Shared => queued.div_ceil(self.workers).max(SMALL_BATCH),
-                Lanes::PerWorker => queued,
+                Lanes::Shared => queued.div_ceil(self.workers).max(SMALL_BATCH).min(MAX_BATCH),
+                Lanes::PerWorker => queued.min(MAX_BATCH),
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
             batch.extend(state.queues[lane].drain(..share.min(limit).min(queued).max(1)));
