@@ -130,7 +130,11 @@ fn inputs() -> impl Strategy<Value = (Vec<(u32, u8)>, usize, usize, bool)> {
 }
 
 fn runtime(parallel: bool) -> tokio::runtime::Runtime {
-    if parallel { parallel_runtime() } else { paused_runtime() }
+    if parallel {
+        parallel_runtime()
+    } else {
+        paused_runtime()
+    }
 }
 
 proptest! {
@@ -290,8 +294,16 @@ async fn a_slow_head_item_pauses_intake_in_order() {
     });
     let mut s = std::pin::pin!(s);
     // Nothing can be yielded while item 0 sleeps; intake stops at the window.
-    assert!(tokio::time::timeout(Duration::from_secs(30), s.next()).await.is_err());
-    assert_eq!(probe.max_ahead.load(Ordering::SeqCst), 6, "workers (2) + buffer (4)");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), s.next())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        probe.max_ahead.load(Ordering::SeqCst),
+        6,
+        "workers (2) + buffer (4)"
+    );
     assert_eq!(s.next().await, Some(0));
     probe.yielded.fetch_add(1, Ordering::SeqCst);
     let rest = drain(s, &probe).await;
@@ -339,6 +351,38 @@ async fn try_par_for_each_returns_the_first_error() {
         .try_par_for_each(4, |x| async move { if x == 42 { Err(x) } else { Ok(()) } })
         .await;
     assert_eq!(out, Err(42));
-    let ok = stream::iter(0..100_u32).try_par_for_each(4, |_| async { Ok::<(), ()>(()) }).await;
+    let ok = stream::iter(0..100_u32)
+        .try_par_for_each(4, |_| async { Ok::<(), ()>(()) })
+        .await;
     assert_eq!(ok, Ok(()));
+}
+
+#[tokio::test]
+async fn items_never_queue_behind_a_call_that_waits() {
+    // Fast items grow the workers' batches; then one call blocks. The rest of
+    // its batch must go to the other worker rather than wait behind it.
+    let (release, blocked) = tokio::sync::oneshot::channel::<()>();
+    let blocked = Arc::new(tokio::sync::Mutex::new(Some(blocked)));
+    let s = stream::iter(0..400_u32).par_map_unordered(Workers::new(2).buffer(128), move |x| {
+        let blocked = blocked.clone();
+        async move {
+            if x == 200 {
+                let rx = blocked.lock().await.take().unwrap();
+                rx.await.unwrap();
+            }
+            x
+        }
+    });
+    let mut s = std::pin::pin!(s);
+    let mut others = Vec::new();
+    for _ in 0..399 {
+        let x = tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .expect("an item is stuck behind the blocked call");
+        others.push(x.unwrap());
+    }
+    assert!(!others.contains(&200));
+    release.send(()).unwrap();
+    assert_eq!(s.next().await, Some(200));
+    assert_eq!(s.next().await, None);
 }

@@ -11,7 +11,9 @@ use futures::{FutureExt, StreamExt, stream};
 use tokio_conc::prelude::*;
 
 fn alive() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
 }
 
 /// Waits (a bounded while) for the live task count to return to `baseline`.
@@ -21,7 +23,10 @@ async fn back_to(baseline: usize) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(5), settled).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), settled)
+        .await
+        .is_err()
+    {
         panic!("{} tasks alive, expected {baseline}", alive());
     }
 }
@@ -58,7 +63,10 @@ impl Calls {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_have_returned_when_the_output_ends() {
     let baseline = alive();
-    let n = stream::iter(0..10_000).par_map_unordered(4, |x| async move { x }).count().await;
+    let n = stream::iter(0..10_000)
+        .par_map_unordered(4, |x| async move { x })
+        .count()
+        .await;
     assert_eq!(n, 10_000);
     back_to(baseline).await;
 }
@@ -85,7 +93,11 @@ async fn dropping_the_output_cancels_the_workers_and_their_calls() {
     assert!(alive() > baseline, "the workers are running");
     drop(s);
     back_to(baseline).await;
-    assert_eq!(calls.dropped(), calls.started(), "every started call was dropped");
+    assert_eq!(
+        calls.dropped(),
+        calls.started(),
+        "every started call was dropped"
+    );
     assert!(calls.started() <= 5, "at most 4 stuck calls plus item 0");
 }
 
@@ -95,14 +107,15 @@ async fn cancelling_the_context_ends_the_stream_promptly() {
     let ctx = TaskContext::background();
     let calls = Calls::default();
     let c = calls.clone();
-    let mut s = stream::iter(0..u32::MAX).par_map_unordered(Workers::new(3).context(&ctx), move |x| {
-        let guard = c.start();
-        async move {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            drop(guard);
-            x
-        }
-    });
+    let mut s =
+        stream::iter(0..u32::MAX).par_map_unordered(Workers::new(3).context(&ctx), move |x| {
+            let guard = c.start();
+            async move {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(guard);
+                x
+            }
+        });
     let canceller = ctx.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -128,17 +141,23 @@ async fn a_panic_in_f_is_resumed_in_the_consumer_with_its_message() {
             if x == 7 {
                 panic!("item {x} is cursed");
             }
-            tokio::time::sleep(Duration::from_millis(if x < 7 { 0 } else { 3600_000 })).await;
+            tokio::time::sleep(Duration::from_millis(if x < 7 { 0 } else { 3_600_000 })).await;
             drop(guard);
             x
         }
     });
     let caught = AssertUnwindSafe(s.collect::<Vec<_>>()).catch_unwind().await;
     let payload = caught.expect_err("the panic reached the consumer");
-    let message = payload.downcast_ref::<String>().expect("a formatted message");
+    let message = payload
+        .downcast_ref::<String>()
+        .expect("a formatted message");
     assert_eq!(message, "item 7 is cursed");
     back_to(baseline).await;
-    assert_eq!(calls.dropped(), calls.started(), "the other calls were cancelled");
+    assert_eq!(
+        calls.dropped(),
+        calls.started(),
+        "the other calls were cancelled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,8 +185,15 @@ async fn try_par_map_unordered_stops_at_the_first_error_and_cancels_the_rest() {
     .expect("the error ended the stream although the other calls never finish");
     assert_eq!(out, [Err("2 failed".to_string())]);
     back_to(baseline).await;
-    assert!(calls.started() <= 4, "items after the error were not started");
-    assert_eq!(calls.dropped(), calls.started(), "the running calls were cancelled");
+    assert!(
+        calls.started() <= 4,
+        "items after the error were not started"
+    );
+    assert_eq!(
+        calls.dropped(),
+        calls.started(),
+        "the running calls were cancelled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +219,11 @@ async fn try_par_map_waits_for_earlier_items_and_drops_later_ones() {
         .await;
     assert_eq!(out, [Ok(0), Ok(1), Ok(2), Err(3)]);
     back_to(baseline).await;
-    assert!(calls.started() < 100, "intake stopped at the failure: {} started", calls.started());
+    assert!(
+        calls.started() < 100,
+        "intake stopped at the failure: {} started",
+        calls.started()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +270,9 @@ async fn cpu_bound_calls_run_on_two_threads_at_once() {
                     std::hint::spin_loop();
                 }
                 running.fetch_sub(1, Ordering::SeqCst);
-                log.lock().unwrap().push((std::thread::current().id(), start, Instant::now()));
+                log.lock()
+                    .unwrap()
+                    .push((std::thread::current().id(), start, Instant::now()));
                 met
             }
         })
@@ -251,9 +283,13 @@ async fn cpu_bound_calls_run_on_two_threads_at_once() {
     let threads: HashSet<_> = log.iter().map(|(thread, _, _)| *thread).collect();
     assert!(threads.len() >= 2, "all calls ran on one thread");
     let overlapping = log.iter().any(|(ta, sa, ea)| {
-        log.iter().any(|(tb, sb, eb)| ta != tb && sa < eb && sb < ea)
+        log.iter()
+            .any(|(tb, sb, eb)| ta != tb && sa < eb && sb < ea)
     });
-    assert!(overlapping, "no two calls on different threads overlapped in time");
+    assert!(
+        overlapping,
+        "no two calls on different threads overlapped in time"
+    );
     assert!(met >= 20, "only {met} of 40 calls ran alongside another");
 }
 
@@ -314,7 +350,11 @@ mod spans {
         fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
             let mut fields = Fields(String::new());
             attrs.record(&mut fields);
-            self.0.lock().unwrap().push(format!("{}{{{}}}", attrs.metadata().name(), fields.0.trim()));
+            self.0.lock().unwrap().push(format!(
+                "{}{{{}}}",
+                attrs.metadata().name(),
+                fields.0.trim()
+            ));
         }
     }
 
@@ -330,20 +370,30 @@ async fn each_worker_runs_in_a_span_naming_the_pool_and_its_index() {
     let (spans, _guard) = spans::install();
     let names: Vec<&'static str> = stream::iter(0..10)
         .par_map(Workers::new(2).name("resize"), |_| async {
-            tracing::Span::current().metadata().map_or("none", |m| m.name())
+            tracing::Span::current()
+                .metadata()
+                .map_or("none", |m| m.name())
         })
         .collect()
         .await;
     assert_eq!(names, vec!["worker"; 10]);
     let spans = spans.0.lock().unwrap();
-    assert!(spans.contains(&"worker{pool=resize index=0}".to_string()), "{spans:?}");
-    assert!(spans.contains(&"worker{pool=resize index=1}".to_string()), "{spans:?}");
+    assert!(
+        spans.contains(&"worker{pool=resize index=0}".to_string()),
+        "{spans:?}"
+    );
+    assert!(
+        spans.contains(&"worker{pool=resize index=1}".to_string()),
+        "{spans:?}"
+    );
 }
 
 #[test]
 #[should_panic(expected = "`workers` must be at least 1, got 0")]
 fn zero_workers_panic_at_construction() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let _ = stream::iter(0..3).par_map(0, |x| async move { x });
     });
@@ -358,7 +408,9 @@ fn outside_a_runtime_the_panic_names_the_operator() {
 #[test]
 fn the_streams_are_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let _enter = rt.enter();
     assert_send(&stream::iter(0..3).par_map(2, |x| async move { x }));
     assert_send(&stream::iter(0..3).par_map_unordered(2, |x| async move { x }));

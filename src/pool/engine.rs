@@ -39,13 +39,15 @@ pub(crate) enum Order {
     Completion,
 }
 
+/// The lane of an item, for [`Lanes::PerWorker`].
+pub(crate) type Route<T> = Box<dyn Fn(&T) -> usize + Send>;
+
 /// The settings an operator passes to [`Engine::new`].
 pub(crate) struct Plan<T> {
     pub(crate) operator: &'static str,
     pub(crate) order: Order,
     pub(crate) lanes: Lanes,
-    /// The lane of an item, for [`Lanes::PerWorker`].
-    pub(crate) route: Option<Box<dyn Fn(&T) -> usize + Send>>,
+    pub(crate) route: Option<Route<T>>,
 }
 
 type Start<T, O> = Box<dyn FnOnce(&Arc<HandOff<T, O>>) -> JoinSet<()> + Send>;
@@ -73,7 +75,7 @@ pin_project! {
         start: Option<Start<S::Item, O>>,
         tasks: JoinSet<()>,
         cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-        route: Option<Box<dyn Fn(&S::Item) -> usize + Send>>,
+        route: Option<Route<S::Item>>,
         staged: Vec<Vec<Job<S::Item>>>,
         done: VecDeque<Job<O>>,
         wakers: Vec<Waker>,
@@ -277,51 +279,54 @@ fn release_failure_last<T, O>(fifo: &mut VecDeque<Job<O>>, hand_off: &HandOff<T,
 
 /// One worker: takes batches, runs `f` on each item, hands the results back
 /// in batches.
-fn run_worker<T, O, F, Fut>(
-    hand_off: Arc<HandOff<T, O>>,
-    f: Arc<F>,
-    index: usize,
-) -> impl Future<Output = ()>
+async fn run_worker<T, O, F, Fut>(shared: Arc<HandOff<T, O>>, f: Arc<F>, index: usize)
 where
     F: Fn(T) -> Fut,
     Fut: Future<Output = O>,
 {
-    async move {
-        let shared = hand_off;
-        let mut batch: Vec<Job<T>> = Vec::new();
-        let mut out: Vec<Job<O>> = Vec::new();
-        let mut limit = 1;
-        loop {
-            match poll_fn(|cx| shared.poll_take(cx, index, &mut out, &mut batch, limit)).await {
-                Take::Closed => return,
-                // The consumer was just woken into this thread's LIFO slot,
-                // which no other thread can steal from: yield so it runs now
-                // (and refills the queue) instead of after this whole batch.
-                Take::Work {
-                    woke_consumer: true,
-                } => yield_stealable().await,
-                Take::Work {
-                    woke_consumer: false,
-                } => tokio::task::coop::consume_budget().await,
-            }
-            let started = Instant::now();
-            let taken = batch.len();
-            let mut jobs = batch.drain(..);
-            for (seq, item) in jobs.by_ref() {
-                if shared.is_cut(seq) {
-                    continue;
-                }
-                let output = f(item).await;
-                let failed = shared.fails(&output);
-                out.push((seq, output));
-                if failed {
-                    shared.fail(seq);
-                    break;
-                }
-            }
-            drop(jobs);
-            limit = next_limit(started.elapsed(), taken);
+    let mut batch: Vec<Job<T>> = Vec::new();
+    let mut out: Vec<Job<O>> = Vec::new();
+    let mut limit = 1;
+    loop {
+        match poll_fn(|cx| shared.poll_take(cx, index, &mut out, &mut batch, limit)).await {
+            Take::Closed => return,
+            // The consumer was just woken into this thread's LIFO slot,
+            // which no other thread can steal from: yield so it runs now
+            // (and refills the queue) instead of after this whole batch.
+            Take::Work {
+                woke_consumer: true,
+            } => yield_stealable().await,
+            Take::Work {
+                woke_consumer: false,
+            } => tokio::task::coop::consume_budget().await,
         }
+        let started = Instant::now();
+        let mut ran = 0;
+        let mut jobs = batch.drain(..);
+        while let Some((seq, item)) = jobs.next() {
+            if shared.is_cut(seq) {
+                continue;
+            }
+            ran += 1;
+            let mut call = std::pin::pin!(f(item));
+            let output = match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                Poll::Ready(output) => output,
+                Poll::Pending => {
+                    // This call waits: hand the rest of the batch and the
+                    // results so far back, so no item queues behind it.
+                    shared.give_back(&mut out, &mut jobs);
+                    call.await
+                }
+            };
+            let failed = shared.fails(&output);
+            out.push((seq, output));
+            if failed {
+                shared.fail(seq);
+                break;
+            }
+        }
+        drop(jobs);
+        limit = next_limit(started.elapsed(), ran);
     }
 }
 
@@ -344,9 +349,10 @@ fn yield_stealable() -> impl Future<Output = ()> {
     })
 }
 
-/// How many items the next batch may take, from how long the last one took.
-fn next_limit(elapsed: Duration, taken: usize) -> usize {
-    let per_item = elapsed.as_nanos() / taken.max(1) as u128;
+/// How many items the next batch may take, from how long the last `ran`
+/// calls took.
+fn next_limit(elapsed: Duration, ran: usize) -> usize {
+    let per_item = elapsed.as_nanos() / ran.max(1) as u128;
     let fit = BATCH_TIME.as_nanos() / per_item.max(1);
     usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, 1024)
 }

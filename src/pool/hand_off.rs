@@ -147,7 +147,7 @@ impl<T, O> HandOff<T, O> {
         let queued = state.queues[lane].len();
         let poll = if queued > 0 {
             let share = match self.lanes {
-                Lanes::Shared => queued.div_ceil(self.workers).max(SMALL_BATCH).min(MAX_BATCH),
+                Lanes::Shared => queued.div_ceil(self.workers).clamp(SMALL_BATCH, MAX_BATCH),
                 Lanes::PerWorker => queued.min(MAX_BATCH),
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
@@ -169,6 +169,36 @@ impl<T, O> HandOff<T, O> {
             waker.wake();
         }
         poll
+    }
+
+    /// Worker side, when a call turns out to wait: hands over `out` and puts
+    /// the rest of the worker's batch back at the front of the queue (in
+    /// order), waking a parked worker to take it. Keyed lanes keep their
+    /// items, as only their own worker may run them.
+    pub(crate) fn give_back(
+        &self,
+        out: &mut Vec<Job<O>>,
+        rest: &mut (impl DoubleEndedIterator<Item = Job<T>> + ExactSizeIterator),
+    ) {
+        if out.is_empty() && (rest.len() == 0 || self.lanes == Lanes::PerWorker) {
+            return;
+        }
+        let mut state = self.lock();
+        state.done.extend(out.drain(..));
+        let consumer = state.consumer.take();
+        let mut idle = None;
+        if self.lanes == Lanes::Shared && rest.len() > 0 {
+            for job in rest.rev() {
+                state.queues[0].push_front(job);
+            }
+            idle = state.idle.iter_mut().find_map(Option::take);
+        }
+        drop(state);
+        // Two wake-ups from one thread: the second pushes the first out of the
+        // LIFO slot onto the stealable run queue.
+        for waker in [consumer, idle].into_iter().flatten() {
+            waker.wake();
+        }
     }
 
     /// Worker side: a call of the pool's function panicked.
