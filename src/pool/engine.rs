@@ -120,6 +120,7 @@ where
             .unwrap_or_default();
         let hand_off = Arc::new(HandOff::new(
             count,
+            window,
             plan.lanes,
             plan.order == Order::Input,
             fails,
@@ -287,8 +288,12 @@ where
     let mut batch: Vec<Job<T>> = Vec::new();
     let mut out: Vec<Job<O>> = Vec::new();
     let mut limit = 1;
+    let mut failed = false;
     loop {
-        match poll_fn(|cx| shared.poll_take(cx, index, &mut out, &mut batch, limit)).await {
+        // A failure must reach the consumer at once; so must results when
+        // each call is slow enough that the next batch may take long.
+        let urgent = std::mem::take(&mut failed) || limit == 1;
+        match poll_fn(|cx| shared.poll_take(cx, index, &mut out, urgent, &mut batch, limit)).await {
             Take::Closed => return,
             // The consumer was just woken into this thread's LIFO slot,
             // which no other thread can steal from: yield so it runs now
@@ -318,7 +323,7 @@ where
                     call.await
                 }
             };
-            let failed = shared.fails(&output);
+            failed = shared.fails(&output);
             out.push((seq, output));
             if failed {
                 shared.fail(seq);

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// A panic payload caught in a worker, to be resumed in the consumer.
 pub(crate) type Panic = Box<dyn Any + Send>;
@@ -58,19 +59,37 @@ pub(crate) struct HandOff<T, O> {
     fails: fn(&O) -> bool,
     /// Whether a failure stops only the items after it (ordered) or all of them.
     ordered: bool,
+    /// A parked consumer is woken for finished results only once this many
+    /// are waiting, or the queue is down to `low_water`, or it has waited
+    /// [`MAX_RESULT_DELAY`]: each wake-up costs more than many items.
+    wake_at: usize,
+    low_water: usize,
 }
+
+/// The longest a finished result waits for a parked consumer.
+const MAX_RESULT_DELAY: Duration = Duration::from_micros(500);
 
 struct State<T, O> {
     queues: Vec<VecDeque<Job<T>>>,
     done: VecDeque<Job<O>>,
     idle: Vec<Option<Waker>>,
     consumer: Option<Waker>,
+    /// When the consumer parked (set with `consumer`).
+    parked_at: Option<Instant>,
     input_ended: bool,
     panic: Option<Panic>,
 }
 
 impl<T, O> HandOff<T, O> {
-    pub(crate) fn new(workers: usize, lanes: Lanes, ordered: bool, fails: fn(&O) -> bool) -> Self {
+    /// `window` is how many items the consumer lets be pulled and not yet
+    /// released.
+    pub(crate) fn new(
+        workers: usize,
+        window: usize,
+        lanes: Lanes,
+        ordered: bool,
+        fails: fn(&O) -> bool,
+    ) -> Self {
         let queues = match lanes {
             Lanes::Shared => 1,
             Lanes::PerWorker => workers,
@@ -81,6 +100,7 @@ impl<T, O> HandOff<T, O> {
                 done: VecDeque::new(),
                 idle: (0..workers).map(|_| None).collect(),
                 consumer: None,
+                parked_at: None,
                 input_ended: false,
                 panic: None,
             }),
@@ -90,6 +110,8 @@ impl<T, O> HandOff<T, O> {
             lanes,
             fails,
             ordered,
+            wake_at: (window / 4).max(1),
+            low_water: window / 2,
         }
     }
 
@@ -130,39 +152,45 @@ impl<T, O> HandOff<T, O> {
         cx: &mut Context<'_>,
         index: usize,
         out: &mut Vec<Job<O>>,
+        urgent: bool,
         batch: &mut Vec<Job<T>>,
         limit: usize,
     ) -> Poll<Take> {
         let mut state = self.lock();
-        let consumer = if out.is_empty() {
-            None
-        } else {
-            state.done.extend(out.drain(..));
-            state.consumer.take()
-        };
+        let flushed = !out.is_empty();
+        state.done.extend(out.drain(..));
         let lane = match self.lanes {
             Lanes::Shared => 0,
             Lanes::PerWorker => index,
         };
         let queued = state.queues[lane].len();
-        let poll = if queued > 0 {
+        let (poll, consumer) = if queued > 0 {
             let share = match self.lanes {
                 Lanes::Shared => queued.div_ceil(self.workers).clamp(SMALL_BATCH, MAX_BATCH),
                 Lanes::PerWorker => queued.min(MAX_BATCH),
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
             batch.extend(state.queues[lane].drain(..share.min(limit).min(queued).max(1)));
-            Poll::Ready(Take::Work {
-                woke_consumer: consumer.is_some(),
-            })
-        } else if state.input_ended {
-            Poll::Ready(Take::Closed)
+            let consumer = self.consumer_to_wake(&mut state, flushed, urgent, lane);
+            let woke_consumer = consumer.is_some();
+            (Poll::Ready(Take::Work { woke_consumer }), consumer)
         } else {
-            let slot = &mut state.idle[index];
-            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *slot = Some(cx.waker().clone());
-            }
-            Poll::Pending
+            let poll = if state.input_ended {
+                Poll::Ready(Take::Closed)
+            } else {
+                let slot = &mut state.idle[index];
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            };
+            // Parking or returning: whatever is done goes to the consumer now.
+            let consumer = if state.done.is_empty() {
+                None
+            } else {
+                state.consumer.take()
+            };
+            (poll, consumer)
         };
         drop(state);
         if let Some(waker) = consumer {
@@ -171,7 +199,33 @@ impl<T, O> HandOff<T, O> {
         poll
     }
 
-    /// Worker side, when a call turns out to wait: hands over `out` and puts
+    /// Whether the results just flushed are worth waking the consumer for.
+    fn consumer_to_wake(
+        &self,
+        state: &mut State<T, O>,
+        flushed: bool,
+        urgent: bool,
+        lane: usize,
+    ) -> Option<Waker> {
+        if !flushed || state.consumer.is_none() {
+            return None;
+        }
+        let worth_it = urgent
+            || state.input_ended
+            || state.done.len() >= self.wake_at
+            || state.queues[lane].len() <= self.low_water
+            || state
+                .parked_at
+                .is_some_and(|at| at.elapsed() >= MAX_RESULT_DELAY);
+        if worth_it {
+            state.consumer.take()
+        } else {
+            None
+        }
+    }
+
+    /// Worker side, when a call turns out to wait (so a lock is cheap next
+    /// to it): hands over `out`, wakes the consumer if results wait, and puts
     /// the rest of the worker's batch back at the front of the queue (in
     /// order), waking a parked worker to take it. Keyed lanes keep their
     /// items, as only their own worker may run them.
@@ -180,12 +234,14 @@ impl<T, O> HandOff<T, O> {
         out: &mut Vec<Job<O>>,
         rest: &mut (impl DoubleEndedIterator<Item = Job<T>> + ExactSizeIterator),
     ) {
-        if out.is_empty() && (rest.len() == 0 || self.lanes == Lanes::PerWorker) {
-            return;
-        }
         let mut state = self.lock();
         state.done.extend(out.drain(..));
-        let consumer = state.consumer.take();
+        // Results flushed earlier without a wake-up must not wait on this call.
+        let consumer = if state.done.is_empty() {
+            None
+        } else {
+            state.consumer.take()
+        };
         let mut idle = None;
         if self.lanes == Lanes::Shared && rest.len() > 0 {
             for job in rest.rev() {
@@ -274,6 +330,7 @@ impl<T, O> HandOff<T, O> {
             if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *slot = Some(cx.waker().clone());
             }
+            state.parked_at = Some(Instant::now());
         }
         drop(state);
         for waker in wakers.drain(..) {
