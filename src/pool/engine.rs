@@ -120,6 +120,7 @@ where
             .unwrap_or_default();
         let hand_off = Arc::new(HandOff::new(
             count,
+            handle.metrics().num_workers(),
             window,
             plan.lanes,
             plan.order == Order::Input,

@@ -53,7 +53,10 @@ pub(crate) struct HandOff<T, O> {
     /// The batch size the workers' timing last asked for: the consumer wakes
     /// one parked worker per this many queued items, not one per item.
     batch_hint: AtomicUsize,
-    workers: usize,
+    /// How many workers can run at the same moment: the fair share of the
+    /// queue is split this many ways. More workers than runtime threads only
+    /// help calls that wait, and those hand their batch back anyway.
+    sharers: usize,
     lanes: Lanes,
     /// Whether an output is a failure that stops a fail-fast pool.
     fails: fn(&O) -> bool,
@@ -81,10 +84,11 @@ struct State<T, O> {
 }
 
 impl<T, O> HandOff<T, O> {
-    /// `window` is how many items the consumer lets be pulled and not yet
+    /// `threads` is the runtime's worker thread count; `window` is how many items the consumer lets be pulled and not yet
     /// released.
     pub(crate) fn new(
         workers: usize,
+        threads: usize,
         window: usize,
         lanes: Lanes,
         ordered: bool,
@@ -106,7 +110,7 @@ impl<T, O> HandOff<T, O> {
             }),
             cutoff: AtomicU64::new(u64::MAX),
             batch_hint: AtomicUsize::new(1),
-            workers,
+            sharers: workers.min(threads).max(1),
             lanes,
             fails,
             ordered,
@@ -166,7 +170,7 @@ impl<T, O> HandOff<T, O> {
         let queued = state.queues[lane].len();
         let (poll, consumer) = if queued > 0 {
             let share = match self.lanes {
-                Lanes::Shared => queued.div_ceil(self.workers).clamp(SMALL_BATCH, MAX_BATCH),
+                Lanes::Shared => queued.div_ceil(self.sharers).clamp(SMALL_BATCH, MAX_BATCH),
                 Lanes::PerWorker => queued.min(MAX_BATCH),
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
