@@ -13,12 +13,13 @@
 //!   poll; building the operator outside a runtime panics with its name.
 //! * **Batched.** Work and results cross between the consumer and the workers
 //!   in batches, under one lock per batch and with a wake-up only for a side
-//!   that is parked. A worker takes at most a fair share of what is queued and
-//!   sizes its batches to about 40 µs of work, so batching costs no parallelism
+//!   that is parked. A worker takes at most a fair share of what is queued
+//!   and sizes its batches to about 40 µs of work, and a call that has to
+//!   wait hands the rest of its batch back, so batching costs no parallelism
 //!   on slow items.
 //! * **Bounded.** Input is pulled from the source only by the consumer's polls
 //!   and only while fewer than `workers + buffer` items are pulled but not yet
-//!   yielded (`buffer` is [`Workers::buffer`], by default the larger of 128 and
+//!   yielded (`buffer` is [`Workers::buffer`], by default the larger of 256 and
 //!   twice the worker count). The ordered operator's reorder window lives in
 //!   the same bound, so a slow head item pauses intake rather than growing
 //!   memory.

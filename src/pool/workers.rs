@@ -52,7 +52,9 @@ impl Workers {
     }
 
     /// How many input items may be pulled ahead of the workers (queued or
-    /// waiting to be reordered). Defaults to a small multiple of the worker count.
+    /// waiting to be reordered). Defaults to a small multiple of the worker
+    /// count; the stream operators (`par_map` and kin) default to at least
+    /// 256, because they hand items over in batches and need a batch to hand.
     ///
     /// # Panics
     ///
