@@ -419,4 +419,9 @@ fn the_streams_are_send() {
     assert_send(&stream::iter(0..3).try_par_map_unordered(2, |x| async move { Ok::<_, ()>(x) }));
     assert_send(&stream::iter(0..3).par_for_each(2, |_| async {}));
     assert_send(&stream::iter(0..3).try_par_for_each(2, |_| async { Ok::<_, ()>(()) }));
+    let debug = format!("{:?}", stream::iter(0..3).par_map(2, |x| async move { x }));
+    assert!(
+        debug.starts_with("ParMap { engine: Pool { workers: 0"),
+        "{debug}"
+    );
 }

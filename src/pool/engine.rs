@@ -267,6 +267,17 @@ where
     }
 }
 
+impl<S: Stream, O> std::fmt::Debug for Engine<S, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.tasks.len())
+            .field("in_flight", &self.in_system)
+            .field("window", &self.window)
+            .field("input_ended", &self.source_done)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Unordered fail-fast: of the results taken together with the first
 /// failure, the successes are released first and only that one failure
 /// after them, so no finished success is dropped.

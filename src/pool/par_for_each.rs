@@ -35,6 +35,7 @@ pin_project! {
     /// assert_eq!(total.load(Ordering::Relaxed), 55);
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "futures do nothing unless awaited"]
     pub struct ParForEach<S: Stream> {
         #[pin]
@@ -59,6 +60,7 @@ pin_project! {
     /// assert_eq!(run.await, Err("item 7 failed".to_string()));
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "futures do nothing unless awaited"]
     pub struct TryParForEach<S: Stream, E> {
         #[pin]

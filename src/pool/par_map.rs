@@ -27,6 +27,7 @@ pin_project! {
     /// assert_eq!(squares.collect::<Vec<_>>().await, [1, 4, 9, 16]);
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct ParMap<S: Stream, R> {
         #[pin]
@@ -52,6 +53,7 @@ pin_project! {
     /// assert_eq!(got, [2, 4, 6, 8]);
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct ParMapUnordered<S: Stream, R> {
         #[pin]

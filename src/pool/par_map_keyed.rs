@@ -32,6 +32,7 @@ pin_project! {
     /// assert_eq!(a, [1, 2, 3]);
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct ParMapKeyed<S: Stream, R> {
         #[pin]

@@ -28,6 +28,7 @@ pin_project! {
     /// assert_eq!(parsed.collect::<Vec<_>>().await, [Ok(1), Err("bad x".to_string())]);
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct TryParMap<S: Stream, T, E> {
         #[pin]
@@ -51,6 +52,7 @@ pin_project! {
     /// assert_eq!(checked.collect::<Vec<_>>().await.len(), 3);
     /// # }
     /// ```
+    #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct TryParMapUnordered<S: Stream, T, E> {
         #[pin]
