@@ -34,6 +34,11 @@ impl<T> ReorderWindow<T> {
         self.slots[offset] = Some(value);
     }
 
+    /// The sequence number released next.
+    pub(crate) fn next(&self) -> u64 {
+        self.next
+    }
+
     /// The result for [`next`](Self::next), if it is done.
     pub(crate) fn pop(&mut self) -> Option<T> {
         let value = self.slots.front_mut()?.take()?;

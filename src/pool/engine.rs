@@ -231,9 +231,18 @@ where
                 }
             }
 
-            let exchanged =
-                this.hand_off
-                    .exchange(cx, this.staged, *this.source_done, this.done, this.wakers);
+            let head = match this.released {
+                Released::Input(window) => window.next(),
+                Released::Completion(_) => 0,
+            };
+            let exchanged = this.hand_off.exchange(
+                cx,
+                this.staged,
+                *this.source_done,
+                head,
+                this.done,
+                this.wakers,
+            );
             if let Err(panic) = exchanged {
                 this.tasks.abort_all();
                 *this.phase = Phase::Finished;

@@ -79,6 +79,8 @@ struct State<T, O> {
     consumer: Option<Waker>,
     /// When the consumer parked (set with `consumer`).
     parked_at: Option<Instant>,
+    /// Ordered pools: the sequence number the consumer must release next.
+    head: u64,
     input_ended: bool,
     panic: Option<Panic>,
 }
@@ -105,6 +107,7 @@ impl<T, O> HandOff<T, O> {
                 idle: (0..workers).map(|_| None).collect(),
                 consumer: None,
                 parked_at: None,
+                head: 0,
                 input_ended: false,
                 panic: None,
             }),
@@ -162,6 +165,13 @@ impl<T, O> HandOff<T, O> {
     ) -> Poll<Take> {
         let mut state = self.lock();
         let flushed = !out.is_empty();
+        // Ordered: results are worth a wake-up only with the one the consumer
+        // waits for. A batch's sequence numbers ascend.
+        let has_head = self.ordered
+            && out
+                .first()
+                .zip(out.last())
+                .is_some_and(|((first, _), (last, _))| (*first..=*last).contains(&state.head));
         state.done.extend(out.drain(..));
         let lane = match self.lanes {
             Lanes::Shared => 0,
@@ -175,7 +185,7 @@ impl<T, O> HandOff<T, O> {
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
             batch.extend(state.queues[lane].drain(..share.min(limit).min(queued).max(1)));
-            let consumer = self.consumer_to_wake(&mut state, flushed, urgent, lane);
+            let consumer = self.consumer_to_wake(&mut state, flushed, urgent || has_head, lane);
             let woke_consumer = consumer.is_some();
             (Poll::Ready(Take::Work { woke_consumer }), consumer)
         } else {
@@ -214,10 +224,13 @@ impl<T, O> HandOff<T, O> {
         if !flushed || state.consumer.is_none() {
             return None;
         }
+        // Unordered: enough results, or a queue running low. Ordered: only
+        // the head (in `urgent`) lets the consumer release anything.
+        let plenty = !self.ordered
+            && (state.done.len() >= self.wake_at || state.queues[lane].len() <= self.low_water);
         let worth_it = urgent
+            || plenty
             || state.input_ended
-            || state.done.len() >= self.wake_at
-            || state.queues[lane].len() <= self.low_water
             || state
                 .parked_at
                 .is_some_and(|at| at.elapsed() >= MAX_RESULT_DELAY);
@@ -275,17 +288,20 @@ impl<T, O> HandOff<T, O> {
     /// Consumer side, one lock per batch: queues the `staged` input (one `Vec`
     /// per lane), wakes as many parked workers as there is work for, and swaps
     /// the finished results into `done` (which must be empty). Parks the
-    /// consumer if nothing was finished. A worker's panic is returned instead.
+    /// consumer if nothing was finished. `head` is the sequence number an
+    /// ordered consumer releases next. A worker's panic is returned instead.
     pub(crate) fn exchange(
         &self,
         cx: &mut Context<'_>,
         staged: &mut [Vec<Job<T>>],
         input_ended: bool,
+        head: u64,
         done: &mut VecDeque<Job<O>>,
         wakers: &mut Vec<Waker>,
     ) -> Result<(), Panic> {
         debug_assert!(done.is_empty());
         let mut state = self.lock();
+        state.head = head;
         if let Some(panic) = state.panic.take() {
             return Err(panic);
         }
