@@ -5,7 +5,8 @@
 //!   overhead (the throughput is the items/s criterion prints).
 //! * `pool/cpu_bound/*` — ~20 µs of hashing per item, 2 workers: compare each
 //!   case's time with `sequential_map` for the speed-up.
-//! * `pool/trivial/par_map` vs `par_map_unordered`: the cost of ordering.
+//! * `pool/trivial/par_map` vs `par_map_unordered`, and `pool/order/*` on
+//!   calls of uneven length: the cost of keeping input order.
 //!
 //! Every pipeline runs inside a spawned task, as in a service, and sums its
 //! output so nothing is optimised away.
@@ -23,6 +24,7 @@ use tokio_conc::prelude::*;
 
 const TRIVIAL_ITEMS: u64 = 200_000;
 const CPU_ITEMS: u64 = 2_000;
+const ORDER_ITEMS: u64 = 50_000;
 const CHANNEL_CAPACITY: usize = 100;
 
 fn runtime() -> Runtime {
@@ -242,6 +244,53 @@ fn cpu_bound(c: &mut Criterion) {
     group.finish();
 }
 
+/// Ordered against unordered on calls of uneven length (0-3 yields), where
+/// keeping order means waiting for a slow head.
+fn order(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("pool/order");
+    group.throughput(Throughput::Elements(ORDER_ITEMS));
+    let uneven = |x: u64| async move {
+        for _ in 0..(x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 62) {
+            tokio::task::yield_now().await;
+        }
+        x
+    };
+    group.bench_function("par_map_unordered/4", |b| {
+        b.to_async(&rt).iter(|| async move {
+            tokio::spawn(sum(
+                stream::iter(0..ORDER_ITEMS).par_map_unordered(4, uneven)
+            ))
+            .await
+            .unwrap()
+        })
+    });
+    group.bench_function("par_map/4", |b| {
+        b.to_async(&rt).iter(|| async move {
+            tokio::spawn(sum(stream::iter(0..ORDER_ITEMS).par_map(4, uneven)))
+                .await
+                .unwrap()
+        })
+    });
+    group.bench_function("buffer_unordered_serial/4", |b| {
+        b.to_async(&rt).iter(|| async move {
+            tokio::spawn(sum(stream::iter(0..ORDER_ITEMS)
+                .map(uneven)
+                .buffer_unordered(4)))
+            .await
+            .unwrap()
+        })
+    });
+    group.bench_function("buffered_serial/4", |b| {
+        b.to_async(&rt).iter(|| async move {
+            tokio::spawn(sum(stream::iter(0..ORDER_ITEMS).map(uneven).buffered(4)))
+                .await
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -252,6 +301,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = trivial, cpu_bound
+    targets = trivial, cpu_bound, order
 }
 criterion_main!(benches);

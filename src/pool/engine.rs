@@ -310,6 +310,7 @@ where
     let mut out: Vec<Job<O>> = Vec::new();
     let mut limit = 1;
     let mut failed = false;
+    let mut long_waits = true;
     loop {
         // A failure must reach the consumer at once; so must results when
         // each call is slow enough that the next batch may take long.
@@ -339,9 +340,16 @@ where
                 Poll::Ready(output) => output,
                 Poll::Pending => {
                     // This call waits: hand the rest of the batch and the
-                    // results so far back, so no item queues behind it.
-                    shared.give_back(&mut out, &mut jobs);
-                    call.await
+                    // results so far back, so no item queues behind it —
+                    // unless this worker's waits have been short (a yield, a
+                    // ready socket), where the hand-back costs more than it saves.
+                    if long_waits {
+                        shared.give_back(&mut out, &mut jobs);
+                    }
+                    let waiting = Instant::now();
+                    let output = call.await;
+                    long_waits = waiting.elapsed() >= BATCH_TIME;
+                    output
                 }
             };
             failed = shared.fails(&output);
