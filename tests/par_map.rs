@@ -120,6 +120,16 @@ async fn work(x: u32, delay: u8, in_flight: &InFlight) -> u64 {
     u64::from(x) * 3 + 1
 }
 
+/// Runs `fut` to completion, failing (not hanging) if it takes too long:
+/// on paused time the deadline passes as soon as everything is idle.
+fn within_time<T>(rt: tokio::runtime::Runtime, fut: impl Future<Output = T>) -> T {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), fut)
+            .await
+            .expect("the pool hung")
+    })
+}
+
 fn inputs() -> impl Strategy<Value = (Vec<(u32, u8)>, usize, usize, bool)> {
     (
         prop::collection::vec((any::<u32>(), 0_u8..20), 0..120),
@@ -146,7 +156,7 @@ proptest! {
         let in_flight = InFlight::default();
         let flight = in_flight.clone();
         let (source, probe) = counted(items);
-        let got = runtime(parallel).block_on(async {
+        let got = within_time(runtime(parallel), async {
             let s = source.par_map(Workers::new(workers).buffer(buffer), move |(x, d)| {
                 let flight = flight.clone();
                 async move { work(x, d, &flight).await }
@@ -165,7 +175,7 @@ proptest! {
         let in_flight = InFlight::default();
         let flight = in_flight.clone();
         let (source, probe) = counted(items);
-        let mut got = runtime(parallel).block_on(async {
+        let mut got = within_time(runtime(parallel), async {
             let s = source.par_map_unordered(Workers::new(workers).buffer(buffer), move |(x, d)| {
                 let flight = flight.clone();
                 async move { work(x, d, &flight).await }
@@ -190,7 +200,7 @@ proptest! {
         let overlap = Arc::new(AtomicUsize::new(0));
         let (busy2, overlap2) = (busy.clone(), overlap.clone());
         let (source, probe) = counted(keyed.clone());
-        let got = runtime(parallel).block_on(async {
+        let got = within_time(runtime(parallel), async {
             let s = source.par_map_keyed(
                 Workers::new(workers).buffer(buffer),
                 |(key, _, _)| *key,
@@ -233,7 +243,7 @@ proptest! {
         }
         let in_flight = InFlight::default();
         let flight = in_flight.clone();
-        let got: Vec<Result<u64, u32>> = runtime(parallel).block_on(async {
+        let got: Vec<Result<u64, u32>> = within_time(runtime(parallel), async {
             stream::iter(items)
                 .try_par_map(Workers::new(workers).buffer(buffer), move |(x, d)| {
                     let flight = flight.clone();
@@ -256,7 +266,7 @@ proptest! {
     ) {
         let step = move |x: u32| if x % fail_every == 0 { Err(x) } else { Ok(x) };
         let any_fails = items.iter().any(|(x, _)| step(*x).is_err());
-        let got: Vec<Result<u32, u32>> = runtime(parallel).block_on(async {
+        let got: Vec<Result<u32, u32>> = within_time(runtime(parallel), async {
             stream::iter(items.clone())
                 .try_par_map_unordered(Workers::new(workers).buffer(buffer), move |(x, d)| async move {
                     work(x, d, &InFlight::default()).await;
