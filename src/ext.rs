@@ -175,8 +175,10 @@ pub trait ConcurrentStreamExt: Stream {
 
     /// [`par_map_unordered`](Self::par_map_unordered) for a fallible `f`,
     /// fail-fast like Go's errgroup: on the first `Err` every item not yet
-    /// started is dropped, the workers are cancelled, the successes already
-    /// finished are yielded, then that `Err`, and the stream ends.
+    /// started is dropped and the workers are cancelled; the successes that
+    /// reached the consumer with it are yielded, then that `Err`, and the
+    /// stream ends. Other items are dropped without a result (see
+    /// [`pool`](crate::pool) for what that means for acknowledging sources).
     ///
     /// # Panics
     ///
