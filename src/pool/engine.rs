@@ -101,7 +101,7 @@ where
         workers: Workers,
         f: F,
         plan: Plan<S::Item>,
-        fails: fn(&O) -> bool,
+        fails: Option<fn(&O) -> bool>,
     ) -> Self
     where
         F: Fn(S::Item) -> Fut + Send + Sync + 'static,

@@ -58,8 +58,9 @@ pub(crate) struct HandOff<T, O> {
     /// help calls that wait, and those hand their batch back anyway.
     sharers: usize,
     lanes: Lanes,
-    /// Whether an output is a failure that stops a fail-fast pool.
-    fails: fn(&O) -> bool,
+    /// Whether an output is a failure that stops a fail-fast pool (`None`:
+    /// never, without a call per item).
+    fails: Option<fn(&O) -> bool>,
     /// Whether a failure stops only the items after it (ordered) or all of them.
     ordered: bool,
     /// A parked consumer is woken for finished results only once this many
@@ -94,7 +95,7 @@ impl<T, O> HandOff<T, O> {
         window: usize,
         lanes: Lanes,
         ordered: bool,
-        fails: fn(&O) -> bool,
+        fails: Option<fn(&O) -> bool>,
     ) -> Self {
         let queues = match lanes {
             Lanes::Shared => 1,
@@ -129,7 +130,7 @@ impl<T, O> HandOff<T, O> {
     }
 
     pub(crate) fn fails(&self, output: &O) -> bool {
-        (self.fails)(output)
+        self.fails.is_some_and(|fails| fails(output))
     }
 
     /// Whether the item numbered `seq` should be dropped unprocessed.
@@ -313,14 +314,20 @@ impl<T, O> HandOff<T, O> {
         } = &mut *state;
         match self.lanes {
             Lanes::Shared => {
-                // Wake every parked worker there is an item for (all of them
-                // once input ended, so they can return). Waking two or more in
-                // one go also moves them out of this thread's LIFO slot, so
-                // other runtime threads can steal them.
+                // Wake a parked worker per batch there is work for (all of
+                // them once input ended, so they can return). For quick
+                // calls, no more than can run at once: each wake-up may
+                // unpark a thread, and busy workers take more batches anyway.
+                // Waking two or more in one go also moves them out of this
+                // thread's LIFO slot, so other runtime threads can steal them.
+                let per_worker = self.batch_hint.load(Ordering::Relaxed).clamp(1, MAX_BATCH);
+                let batches = queues[0].len().div_ceil(per_worker);
                 let mut wanted = if *input_ended {
                     usize::MAX
+                } else if per_worker >= SMALL_BATCH {
+                    batches.min(self.sharers)
                 } else {
-                    queues[0].len()
+                    batches
                 };
                 for slot in idle.iter_mut() {
                     if wanted == 0 {

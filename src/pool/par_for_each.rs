@@ -70,10 +70,6 @@ pin_project! {
     }
 }
 
-fn never_fails(_: &()) -> bool {
-    false
-}
-
 pub(crate) fn par_for_each<S, F, Fut>(source: S, workers: impl Into<Workers>, f: F) -> ParForEach<S>
 where
     S: Stream,
@@ -88,7 +84,7 @@ where
         route: None,
     };
     ParForEach {
-        engine: Engine::new(source, workers.into(), f, plan, never_fails),
+        engine: Engine::new(source, workers.into(), f, plan, None),
     }
 }
 
@@ -111,7 +107,7 @@ where
         route: None,
     };
     TryParForEach {
-        engine: Engine::new(source, workers.into(), f, plan, Result::is_err),
+        engine: Engine::new(source, workers.into(), f, plan, Some(Result::is_err)),
         failure: None,
     }
 }

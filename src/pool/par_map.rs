@@ -61,10 +61,6 @@ pin_project! {
     }
 }
 
-fn never_fails<O>(_: &O) -> bool {
-    false
-}
-
 pub(crate) fn par_map<S, F, Fut>(
     source: S,
     workers: impl Into<Workers>,
@@ -84,7 +80,7 @@ where
         route: None,
     };
     ParMap {
-        engine: Engine::new(source, workers.into(), f, plan, never_fails),
+        engine: Engine::new(source, workers.into(), f, plan, None),
     }
 }
 
@@ -107,7 +103,7 @@ where
         route: None,
     };
     ParMapUnordered {
-        engine: Engine::new(source, workers.into(), f, plan, never_fails),
+        engine: Engine::new(source, workers.into(), f, plan, None),
     }
 }
 

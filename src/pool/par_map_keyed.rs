@@ -40,10 +40,6 @@ pin_project! {
     }
 }
 
-fn never_fails<O>(_: &O) -> bool {
-    false
-}
-
 pub(crate) fn par_map_keyed<S, K, KF, F, Fut>(
     source: S,
     workers: impl Into<Workers>,
@@ -74,7 +70,7 @@ where
         route: Some(Box::new(route)),
     };
     ParMapKeyed {
-        engine: Engine::new(source, workers, f, plan, never_fails),
+        engine: Engine::new(source, workers, f, plan, None),
     }
 }
 

@@ -80,7 +80,7 @@ where
         route: None,
     };
     TryParMap {
-        engine: Engine::new(source, workers.into(), f, plan, Result::is_err),
+        engine: Engine::new(source, workers.into(), f, plan, Some(Result::is_err)),
     }
 }
 
@@ -104,7 +104,7 @@ where
         route: None,
     };
     TryParMapUnordered {
-        engine: Engine::new(source, workers.into(), f, plan, Result::is_err),
+        engine: Engine::new(source, workers.into(), f, plan, Some(Result::is_err)),
     }
 }
 
