@@ -2,7 +2,8 @@
 //!
 //! One `std::sync::Mutex` guards the queued input, the finished results and the
 //! parked wakers. Each side takes it once per *batch*, never per item and never
-//! across an `.await`, and a side is woken only when it is parked waiting. A
+//! across an `.await`, and a side is woken only when it is parked waiting and
+//! there is a batch's worth (or a deadline's worth) of work for it. A
 //! tokio mpsc hop costs about 100 ns per item and wakes the receiver per item;
 //! this costs one uncontended lock per batch, which is what lets a parallel
 //! pool keep up with `buffer_unordered` on trivial work (see `benches/pool.rs`).
