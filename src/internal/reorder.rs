@@ -24,8 +24,13 @@ impl<T> ReorderWindow<T> {
     /// Files the result for sequence number `seq` (at or after `next`).
     pub(crate) fn insert(&mut self, seq: u64, value: T) {
         let offset = usize::try_from(seq - self.next).expect("reorder offset fits in usize");
-        if offset >= self.slots.len() {
-            self.slots.resize_with(offset + 1, || None);
+        // Results mostly arrive in order, a batch at a time: append directly.
+        if offset == self.slots.len() {
+            self.slots.push_back(Some(value));
+            return;
+        }
+        while self.slots.len() <= offset {
+            self.slots.push_back(None);
         }
         debug_assert!(
             self.slots[offset].is_none(),
