@@ -29,6 +29,9 @@ const DEFAULT_BUFFER: usize = 256;
 /// that a batch of slow items never holds work another worker could run.
 const BATCH_TIME: Duration = Duration::from_micros(40);
 
+/// A worker that keeps finding work yields after this many batches.
+const YIELD_EVERY: u32 = 32;
+
 /// How the results are released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Order {
@@ -311,6 +314,7 @@ where
     let mut limit = 1;
     let mut failed = false;
     let mut long_waits = true;
+    let mut since_yield = 0;
     loop {
         // A failure must reach the consumer at once; so must results when
         // each call is slow enough that the next batch may take long.
@@ -320,12 +324,16 @@ where
             // The consumer was just woken into this thread's LIFO slot,
             // which no other thread can steal from: yield so it runs now
             // (and refills the queue) instead of after this whole batch.
-            Take::Work {
-                woke_consumer: true,
-            } => yield_stealable().await,
-            Take::Work {
-                woke_consumer: false,
-            } => tokio::task::coop::consume_budget().await,
+            Take::Work { woke_consumer } => {
+                // Also yield now and then so other tasks on this thread run
+                // (tokio's own budget yield would park this worker where no
+                // other thread can steal it, as `yield_now` does).
+                since_yield += 1;
+                if woke_consumer || since_yield == YIELD_EVERY {
+                    since_yield = 0;
+                    yield_stealable().await;
+                }
+            }
         }
         let started = Instant::now();
         let mut ran = 0;
