@@ -52,7 +52,9 @@ impl Workers {
     }
 
     /// How many input items may be pulled ahead of the workers (queued or
-    /// waiting to be reordered). Defaults to a small multiple of the worker count.
+    /// waiting to be reordered). Defaults to a small multiple of the worker
+    /// count; the stream operators (`par_map` and kin) default to at least
+    /// 256, because they hand items over in batches and need a batch to hand.
     ///
     /// # Panics
     ///
@@ -110,6 +112,12 @@ impl Workers {
     /// ```
     pub fn buffer_size(&self) -> usize {
         self.buffer.unwrap_or(self.count.saturating_mul(2))
+    }
+
+    /// The buffer set by [`buffer`](Self::buffer), if any: the stream
+    /// operators pick their own default when it is not set.
+    pub(crate) fn buffer_setting(&self) -> Option<usize> {
+        self.buffer
     }
 
     /// The context set by [`context`](Self::context), if any.
