@@ -61,12 +61,11 @@ fn assert_schedule_kept(at: &[Duration], rate: Rate, label: &str) {
         count.abs_diff(expected) <= 1,
         "{label}: {count} items in {HORIZON:?}, expected {expected} ± 1"
     );
-    for (k, t) in at.iter().enumerate() {
+    for (items, t) in (1_u128..).zip(at) {
         let allowed = burst + t.as_nanos() / interval;
         assert!(
-            k as u128 + 1 <= allowed,
-            "{label}: {} items by {t:?}, the rate allows {allowed}",
-            k + 1
+            items <= allowed,
+            "{label}: {items} items by {t:?}, the rate allows {allowed}"
         );
     }
     for i in 0..at.len() {
@@ -92,7 +91,11 @@ async fn late_wake_ups_do_not_slow_a_smooth_stream() {
     for (interval, tick) in CASES {
         let rate = Rate::every(interval * MS);
         let at = passes_on_ticks(stream::iter(0..).rate_limit(rate), tick * MS).await;
-        assert_schedule_kept(&at, rate, &format!("rate_limit every {interval} ms, tick {tick}"));
+        assert_schedule_kept(
+            &at,
+            rate,
+            &format!("rate_limit every {interval} ms, tick {tick}"),
+        );
     }
 }
 
@@ -118,7 +121,9 @@ async fn late_wake_ups_do_not_slow_until_ready() {
         let start = Instant::now();
         let mut at = Vec::new();
         loop {
-            on_ticks(limiter.until_ready(), tick * MS, start).await.unwrap();
+            on_ticks(limiter.until_ready(), tick * MS, start)
+                .await
+                .unwrap();
             if start.elapsed() > HORIZON {
                 break;
             }

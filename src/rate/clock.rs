@@ -201,11 +201,19 @@ mod tests {
 
         let ahead = Instant::now() + Duration::from_secs(1);
         let inside = checked_as_of(Some(ahead), || ScheduleClock.now());
-        assert_eq!(inside.instant(), Instant::now(), "never read as of the future");
+        assert_eq!(
+            inside.instant(),
+            Instant::now(),
+            "never read as of the future"
+        );
 
         let other_thread = checked_as_of(Some(due), || {
             std::thread::scope(|s| s.spawn(|| ScheduleClock.now()).join().unwrap())
         });
-        assert_ne!(other_thread.instant(), due, "another thread reads the real time");
+        assert_ne!(
+            other_thread.instant(),
+            due,
+            "another thread reads the real time"
+        );
     }
 }

@@ -187,6 +187,11 @@ impl RateLimiter {
 
     /// Waits until one permit is available and takes it (Go's `Limiter.Wait`).
     ///
+    /// A caller that had to wait is charged as of the instant its permit was
+    /// due, however late its task wakes up, so a loop of `until_ready` keeps
+    /// the rate's pace: see
+    /// [`Rate`](super::Rate#keeping-the-pace-on-the-real-clock).
+    ///
     /// # Errors
     ///
     /// Only with an attached [`context`](Self::context):
@@ -300,11 +305,7 @@ impl RateLimiter {
     /// [`take`](Self::take) for a waiter that slept until `due`: charged as
     /// of `due` if it has passed, so the wake-up's lateness is not lost.
     #[inline]
-    pub(crate) fn take_as_of(
-        &self,
-        cost: u32,
-        due: Option<Instant>,
-    ) -> Result<(), RateLimitError> {
+    pub(crate) fn take_as_of(&self, cost: u32, due: Option<Instant>) -> Result<(), RateLimitError> {
         checked_as_of(due, || self.take(cost))
     }
 
