@@ -12,12 +12,13 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use tokio::time::Instant;
 
+use super::clock::{ScheduleClock, checked_as_of};
 use super::limiter::{context_error, wait_until};
-use super::{Rate, RateLimitError, TokioClock, TokioInstant};
+use super::{Rate, RateLimitError, TokioInstant};
 use crate::context::TaskContext;
 
 type Gcra<K> =
-    governor::RateLimiter<K, HashMapStateStore<K>, TokioClock, NoOpMiddleware<TokioInstant>>;
+    governor::RateLimiter<K, HashMapStateStore<K>, ScheduleClock, NoOpMiddleware<TokioInstant>>;
 
 /// Pruning walks every key, so it runs at most this often however short the
 /// rate's refill time is.
@@ -74,7 +75,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     pub fn new(rate: Rate) -> Self {
         KeyedRateLimiter {
             shared: Arc::new(Shared {
-                gcra: Gcra::hashmap_with_clock(rate.quota(), TokioClock),
+                gcra: Gcra::hashmap_with_clock(rate.quota(), ScheduleClock),
                 rate,
                 origin: Instant::now(),
                 prune_period: rate.refill_time().max(MIN_PRUNE_PERIOD),
@@ -172,11 +173,8 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// # }
     /// ```
     pub fn check_key_n(&self, key: &K, cost: u32) -> Result<(), RateLimitError> {
-        match &self.context {
-            Some(ctx) if ctx.is_cancelled() => return Err(context_error(ctx)),
-            _ => {}
-        }
-        self.take(key, cost)
+        self.refuse_if_cancelled()?;
+        self.take(key, cost, None)
     }
 
     /// Waits until `key`'s quota allows one permit, and takes it.
@@ -218,10 +216,15 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// # }
     /// ```
     pub async fn until_key_n_ready(&self, key: &K, cost: u32) -> Result<(), RateLimitError> {
+        // After a sleep, charged as of the instant it was due (see
+        // `RateLimiter::until_n_ready`).
+        let mut due = None;
         loop {
-            match self.check_key_n(key, cost) {
+            self.refuse_if_cancelled()?;
+            match self.take(key, cost, due) {
                 Err(RateLimitError::OverQuota { ready_at }) => {
                     wait_until(ready_at, self.context.as_ref()).await?;
+                    due = Some(ready_at);
                 }
                 passed_or_failed => return passed_or_failed,
             }
@@ -284,23 +287,40 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         }
     }
 
-    pub(crate) fn take(&self, key: &K, cost: u32) -> Result<(), RateLimitError> {
+    /// Takes `cost` permits for `key`, ignoring any context; a waiter that
+    /// slept until `due` is charged as of `due` (see
+    /// [`RateLimiter::take_as_of`](super::RateLimiter::take_as_of)).
+    pub(crate) fn take(
+        &self,
+        key: &K,
+        cost: u32,
+        due: Option<Instant>,
+    ) -> Result<(), RateLimitError> {
         self.prune_if_due();
         let Some(cost_nz) = NonZeroU32::new(cost) else {
             return Ok(());
         };
         let gcra = &self.shared.gcra;
-        let decision = if cost == 1 {
-            gcra.check_key(key)
-        } else {
-            match gcra.check_key_n(key, cost_nz) {
-                Ok(decision) => decision,
-                Err(InsufficientCapacity(_)) => {
-                    return Err(RateLimitError::exceeds_burst(cost, &self.shared.rate));
-                }
+        let decision = checked_as_of(due, || {
+            if cost == 1 {
+                Ok(gcra.check_key(key))
+            } else {
+                gcra.check_key_n(key, cost_nz)
             }
-        };
-        decision.map_err(RateLimitError::over_quota)
+        });
+        match decision {
+            Ok(decision) => decision.map_err(RateLimitError::over_quota),
+            Err(InsufficientCapacity(_)) => {
+                Err(RateLimitError::exceeds_burst(cost, &self.shared.rate))
+            }
+        }
+    }
+
+    fn refuse_if_cancelled(&self) -> Result<(), RateLimitError> {
+        match &self.context {
+            Some(ctx) if ctx.is_cancelled() => Err(context_error(ctx)),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn set_context(&mut self, ctx: &TaskContext) {

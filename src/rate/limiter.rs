@@ -11,12 +11,13 @@ use governor::state::{InMemoryState, NotKeyed};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::clock::{ScheduleClock, checked_as_of};
 use super::turns::Turns;
-use super::{Rate, RateLimitError, TokioClock, TokioInstant};
+use super::{Rate, RateLimitError, TokioInstant};
 use crate::context::{ContextError, TaskContext};
 
 type Gcra =
-    governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+    governor::RateLimiter<NotKeyed, InMemoryState, ScheduleClock, NoOpMiddleware<TokioInstant>>;
 
 /// A rate limiter for one quota (Go's `rate.Limiter`), on Tokio's clock.
 ///
@@ -78,7 +79,7 @@ impl RateLimiter {
     pub fn new(rate: Rate) -> Self {
         RateLimiter {
             shared: Arc::new(Shared {
-                gcra: Gcra::direct_with_clock(rate.quota(), TokioClock),
+                gcra: Gcra::direct_with_clock(rate.quota(), ScheduleClock),
                 turns: Turns::new(&rate),
             }),
             rate,
@@ -186,6 +187,11 @@ impl RateLimiter {
 
     /// Waits until one permit is available and takes it (Go's `Limiter.Wait`).
     ///
+    /// A caller that had to wait is charged as of the instant its permit was
+    /// due, however late its task wakes up, so a loop of `until_ready` keeps
+    /// the rate's pace: see
+    /// [`Rate`](super::Rate#keeping-the-pace-on-the-real-clock).
+    ///
     /// # Errors
     ///
     /// Only with an attached [`context`](Self::context):
@@ -236,13 +242,18 @@ impl RateLimiter {
         let ctx = self.context.as_ref();
         deadline_check(ready_at, ctx)?;
         let turn = self.wait_for_turn(ready_at).await?;
+        // After sleeping until its turn, a waiter is charged as of the
+        // instant it was due, not the (later) instant it woke up.
+        let mut due = None;
         loop {
-            match self.check_n(cost) {
+            self.refuse_if_cancelled()?;
+            match self.take_as_of(cost, due) {
                 Err(RateLimitError::OverQuota { ready_at }) => {
                     if turn.is_some() {
                         self.shared.turns.renew(ready_at);
                     }
                     wait_until(ready_at, ctx).await?;
+                    due = Some(ready_at);
                 }
                 passed_or_failed => return passed_or_failed,
             }
@@ -289,6 +300,13 @@ impl RateLimiter {
     /// The queue of waiters, for streams that wait on this limiter.
     pub(crate) fn turns(&self) -> &Turns {
         &self.shared.turns
+    }
+
+    /// [`take`](Self::take) for a waiter that slept until `due`: charged as
+    /// of `due` if it has passed, so the wake-up's lateness is not lost.
+    #[inline]
+    pub(crate) fn take_as_of(&self, cost: u32, due: Option<Instant>) -> Result<(), RateLimitError> {
+        checked_as_of(due, || self.take(cost))
     }
 
     /// Takes `cost` permits, ignoring any context: what the stream operators

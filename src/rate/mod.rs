@@ -66,17 +66,28 @@ pub(crate) use stream::{keyed, rate_limit, weighted};
 /// like Go's `time.Tick`. With `.burst(b)`, up to `b` items pass at once and
 /// the allowance refills at the same steady rate, like Go's bursty limiter. The
 /// bound behind it (GCRA): in any window of length `T`, at most
-/// `b + T / interval` items pass.
+/// `b + T / interval` items are charged to the limiter (below: how that meets
+/// timers that fire late).
 ///
-/// # Fast smooth rates on the real clock
+/// # Keeping the pace on the real clock
 ///
-/// The bound is kept on the instants items really pass, and Tokio's timers
-/// fire on millisecond ticks, a little late. With burst 1 a late wake-up
-/// cannot be made up without breaking the bound, so a smooth rate with an
-/// interval of a few milliseconds or less falls behind (1000/s with burst 1
-/// reaches about half that). A burst of a few intervals absorbs the lateness:
-/// `Rate::per_second(1000).burst(5)` keeps up. On paused time (tests) there is
-/// no lateness and schedules are exact.
+/// Tokio's timers fire on millisecond ticks, a little after they are due,
+/// and a busy runtime adds more. So an item that had to wait is charged as of
+/// the instant it was due, not the instant its task woke up (as a
+/// reservation is in Go's `rate.Limiter.Wait`): a late wake-up does not push
+/// back the items behind it, lateness does not pile up, and the long-run rate
+/// is the configured one, even for a smooth 1000 per second.
+///
+/// The GCRA bound holds exactly on the instants items are charged as of, so
+/// the count since the limiter's first use never runs ahead of the rate. The
+/// instants items really come out trail their charge by their wake-up's
+/// lateness, so a late item may come out just before the next one: in a
+/// window of real instants, each waiting caller (a stream, a task in
+/// `until_ready`) can add one item to the bound, no more. That one item is
+/// all the catching up there is: of a wake-up (or a stall of the runtime)
+/// later than a whole interval, the excess is lost; a burst of a few
+/// intervals absorbs that too. On paused time (tests) nothing wakes late and
+/// the bound holds on the very instants items come out.
 ///
 /// ```
 /// use std::time::Duration;

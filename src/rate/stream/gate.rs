@@ -3,6 +3,8 @@
 
 use std::hash::Hash;
 
+use tokio::time::Instant;
+
 use crate::context::TaskContext;
 use crate::rate::{KeyedRateLimiter, RateLimitError, RateLimiter};
 
@@ -21,8 +23,9 @@ pub trait Gate<T>: sealed::Sealed {
     type Ticket;
     #[doc(hidden)]
     fn ticket(&mut self, item: &T) -> Self::Ticket;
+    /// Charges the item, as of `due` for an item that slept until then.
     #[doc(hidden)]
-    fn try_pass(&self, ticket: &Self::Ticket) -> Result<(), RateLimitError>;
+    fn try_pass(&self, ticket: &Self::Ticket, due: Option<Instant>) -> Result<(), RateLimitError>;
     #[doc(hidden)]
     fn task_context(&self) -> Option<&TaskContext>;
     #[doc(hidden)]
@@ -41,8 +44,8 @@ impl<T> Gate<T> for RateLimiter {
     fn ticket(&mut self, _: &T) {}
 
     #[inline]
-    fn try_pass(&self, (): &()) -> Result<(), RateLimitError> {
-        self.take(1)
+    fn try_pass(&self, (): &(), due: Option<Instant>) -> Result<(), RateLimitError> {
+        self.take_as_of(1, due)
     }
 
     fn task_context(&self) -> Option<&TaskContext> {
@@ -80,8 +83,8 @@ impl<T, F: FnMut(&T) -> u32> Gate<T> for Weighted<F> {
         (self.cost)(item)
     }
 
-    fn try_pass(&self, cost: &u32) -> Result<(), RateLimitError> {
-        self.limiter.take(*cost)
+    fn try_pass(&self, cost: &u32, due: Option<Instant>) -> Result<(), RateLimitError> {
+        self.limiter.take_as_of(*cost, due)
     }
 
     fn task_context(&self) -> Option<&TaskContext> {
@@ -119,8 +122,8 @@ impl<T, K: Hash + Eq + Clone, F: FnMut(&T) -> K> Gate<T> for Keyed<K, F> {
         (self.key)(item)
     }
 
-    fn try_pass(&self, key: &K) -> Result<(), RateLimitError> {
-        self.limiter.take(key, 1)
+    fn try_pass(&self, key: &K, due: Option<Instant>) -> Result<(), RateLimitError> {
+        self.limiter.take(key, 1, due)
     }
 
     fn task_context(&self) -> Option<&TaskContext> {

@@ -13,6 +13,10 @@ use super::RateLimit;
 
 /// The default policy: an item over the quota waits until it fits, holding
 /// back the items behind it (order is kept).
+///
+/// A waiting item is charged as of the instant it was due, however late its
+/// task wakes up, so timer lateness does not slow the stream down: see
+/// [`Rate`](crate::rate::Rate#keeping-the-pace-on-the-real-clock).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Delay;
 

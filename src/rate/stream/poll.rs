@@ -5,6 +5,7 @@ use std::task::{Context, Poll, ready};
 
 use futures::Stream;
 use futures::stream::FusedStream;
+use tokio::time::Instant;
 
 use super::timer::Timer;
 use super::{Delay, Discard, Fail, Gate, RateLimit, RateLimited};
@@ -25,11 +26,13 @@ enum Admit<T, K> {
     Stopped(RateLimitError),
 }
 
-/// Pulls the next item (or retries the held one) and asks the gate.
+/// Pulls the next item (or retries the held one, charged as of `due` if it
+/// slept until then) and asks the gate.
 fn poll_admit<S, G>(
     stream: Pin<&mut S>,
     gate: &mut G,
     held: &mut Option<(S::Item, G::Ticket)>,
+    due: Option<Instant>,
     timer: &mut Timer,
     cx: &mut Context<'_>,
 ) -> Poll<Admit<S::Item, G::Ticket>>
@@ -59,7 +62,7 @@ where
             }
         },
     };
-    Poll::Ready(match gate.try_pass(&ticket) {
+    Poll::Ready(match gate.try_pass(&ticket, due) {
         Ok(()) => Admit::Passed(item),
         Err(error) => Admit::Refused {
             item,
@@ -92,6 +95,7 @@ where
             return Poll::Ready(None);
         }
         loop {
+            let mut due = None;
             if this.held.is_some() {
                 if let Some(ctx) = this.gate.task_context() {
                     if this.timer.poll_cancelled(cx, ctx).is_ready() {
@@ -100,12 +104,13 @@ where
                         return stop(this.stopped, this.done, context_error(ctx));
                     }
                 }
-                ready!(this.timer.poll_ready(cx, this.gate.queue()));
+                due = ready!(this.timer.poll_ready(cx, this.gate.queue()));
             }
             let admit = ready!(poll_admit(
                 this.stream.as_mut(),
                 this.gate,
                 this.held,
+                due,
                 this.timer,
                 cx
             ));
@@ -171,6 +176,7 @@ where
                 this.stream.as_mut(),
                 this.gate,
                 this.held,
+                None,
                 this.timer,
                 cx
             ));
@@ -212,6 +218,7 @@ where
             this.stream.as_mut(),
             this.gate,
             this.held,
+            None,
             this.timer,
             cx
         ));

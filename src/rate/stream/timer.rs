@@ -26,6 +26,9 @@ pub(super) struct Timer {
     /// The waiter ahead was abandoned: this item goes on without a turn.
     skip_queue: bool,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The instant the item is due when `sleep` is for it (not for patience
+    /// in the queue): once it fires, the item is charged as of then.
+    due: Option<Instant>,
     pub(super) cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
@@ -44,7 +47,7 @@ impl Timer {
         match queue.map(RateLimiter::turns) {
             Some(turns) if self.turn.is_some() => {
                 turns.renew(ready_at);
-                self.set(ready_at);
+                self.sleep_until_due(ready_at);
             }
             Some(turns) if !self.skip_queue => {
                 self.queue
@@ -52,26 +55,34 @@ impl Timer {
                 self.queued = true;
                 // Past the holder's lease, stop queueing behind it.
                 self.set(ready_at.max(turns.lease_until()));
+                self.due = None;
             }
-            _ => self.set(ready_at),
+            _ => self.sleep_until_due(ready_at),
         }
     }
 
-    /// Ready when it is time to check the held item again.
+    fn sleep_until_due(&mut self, ready_at: Instant) {
+        self.set(ready_at);
+        self.due = Some(ready_at);
+    }
+
+    /// Ready when it is time to check the held item again, with the instant
+    /// to charge it as of if it slept until it was due (`None`: check now).
     pub(super) fn poll_ready(
         &mut self,
         cx: &mut Context<'_>,
         queue: Option<&RateLimiter>,
-    ) -> Poll<()> {
+    ) -> Poll<Option<Instant>> {
         if !self.queued {
-            return self.poll_sleep(cx);
+            ready!(self.poll_sleep(cx));
+            return Poll::Ready(self.due);
         }
         let permits = self.queue.as_mut().expect("queued with a queue");
         if let Poll::Ready(turn) = permits.poll_acquire(cx) {
             self.turn = Some(turn.expect("the turn semaphore is never closed"));
             self.queued = false;
             // Our turn: check at once, the allowance may be free already.
-            return Poll::Ready(());
+            return Poll::Ready(None);
         }
         let turns = queue.expect("queued on a limiter").turns();
         loop {
@@ -87,7 +98,7 @@ impl Timer {
         self.queued = false;
         self.queue = None;
         self.skip_queue = true;
-        Poll::Ready(())
+        Poll::Ready(None)
     }
 
     /// Gives up the turn (the item passed, or the stream stopped).
@@ -95,6 +106,7 @@ impl Timer {
         self.turn = None;
         self.queued = false;
         self.skip_queue = false;
+        self.due = None;
     }
 
     pub(super) fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
