@@ -728,3 +728,28 @@ async fn pool_handles_and_submissions_can_move_between_tasks() {
     assert_send_sync(&err);
     assert_eq!(tokio::spawn(handle).await.unwrap().unwrap(), 1);
 }
+
+/// A handle of a job the pool's context stopped keeps saying so, even when
+/// the caller aborts the already stopped pool (as a shutdown path does)
+/// before reading it.
+#[tokio::test(start_paused = true)]
+async fn aborting_a_pool_its_context_already_stopped_keeps_the_reason() {
+    let ctx = TaskContext::background();
+    let pool = WorkerPool::new(Workers::new(1).buffer(1).context(&ctx));
+    let running = pool.submit(std::future::pending::<()>()).await.unwrap();
+    settle().await;
+    let queued = pool.submit(async {}).await.unwrap();
+    ctx.cancel_with(std::io::Error::other("shutting down"));
+    let reason = ctx.err().unwrap();
+    pool.join().await;
+
+    pool.abort();
+    for handle in [running, queued] {
+        let err = handle.await.unwrap_err();
+        assert_eq!(err.context_error(), Some(&reason), "{err:?}");
+    }
+    assert_eq!(
+        pool.try_submit(async {}).unwrap_err().reason(),
+        &RejectReason::Cancelled(reason)
+    );
+}

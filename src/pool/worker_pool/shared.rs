@@ -187,9 +187,13 @@ impl Shared {
     /// Abort: the workers are aborted with their running jobs, and queued
     /// jobs are dropped, by `stop`.
     pub(super) fn abort(&self) {
-        // Set before anything is dropped, so every handle reads the right reason.
-        self.aborted.store(true, Relaxed);
-        self.ctx.cancel();
+        // Handles read the reason when polled: a pool its context has already
+        // stopped keeps that reason, since that is what dropped its jobs.
+        if !self.ctx.is_cancelled() {
+            // Set before anything is dropped, so every handle reads the right reason.
+            self.aborted.store(true, Relaxed);
+            self.ctx.cancel();
+        }
         self.stop();
     }
 
