@@ -373,3 +373,31 @@ async fn the_group_and_its_wait_can_move_between_tasks() {
     let group = TaskGroup::<String>::new(&TaskContext::background());
     assert_send(&group.wait_all());
 }
+
+/// Behind a limit, tasks start in spawn order on a multi-thread runtime too,
+/// where the runtime polls a task spawned from a worker thread first (its
+/// LIFO slot) and other threads steal: the order is the group's, not the
+/// scheduler's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_starts_tasks_in_spawn_order() {
+    for _ in 0..20 {
+        // Spawned from a runtime task, as a service does.
+        let order = tokio::spawn(async {
+            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(1);
+            for i in 0..20 {
+                let order = order.clone();
+                group.spawn(async move {
+                    order.lock().unwrap().push(i);
+                    Ok(())
+                });
+            }
+            group.wait().await.unwrap();
+            let order = order.lock().unwrap().clone();
+            order
+        })
+        .await
+        .unwrap();
+        assert_eq!(order, (0..20).collect::<Vec<_>>());
+    }
+}

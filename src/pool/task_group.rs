@@ -6,9 +6,10 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -207,16 +208,11 @@ impl<E: Send + 'static> TaskGroup<E> {
         let runtime = runtime_handle("TaskGroup::spawn");
         let ctx = self.ctx.clone();
         let outcome = Arc::clone(&self.outcome);
-        let limit = self.limit.clone();
+        let slot = self.limit.clone().map(queue_for_slot);
         let fail_fast = self.fail_fast;
         let run = async move {
-            let _slot = match limit {
-                Some(limit) => Some(
-                    limit
-                        .acquire_owned()
-                        .await
-                        .expect("the limit is never closed"),
-                ),
+            let _slot = match slot {
+                Some(slot) => Some(slot.await),
                 None => None,
             };
             if outcome.failed.load(Relaxed) {
@@ -304,6 +300,28 @@ impl<E: Send + 'static> TaskGroup<E> {
         if let Some(payload) = panic {
             resume_unwind(payload);
         }
+    }
+}
+
+/// Joins `limit`'s queue now, at spawn, and waits for a slot later in the
+/// task. The semaphore serves waiters in the order they first asked, and the
+/// runtime may first poll new tasks in another order (a task spawned from a
+/// worker thread runs before the earlier ones, from the thread's LIFO slot;
+/// other threads steal), so asking from the task would lose spawn order.
+fn queue_for_slot(limit: Arc<Semaphore>) -> impl Future<Output = OwnedSemaphorePermit> + Send {
+    let mut acquire = Box::pin(limit.acquire_owned());
+    // Polling queues the request; the task's own first poll replaces the
+    // no-op waker before it can be missed (the semaphore only hands the slot
+    // over, and the task, being new, is polled anyway).
+    let first = acquire
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    async move {
+        let acquired = match first {
+            Poll::Ready(acquired) => acquired,
+            Poll::Pending => acquire.await,
+        };
+        acquired.expect("the limit is never closed")
     }
 }
 
