@@ -393,8 +393,7 @@ async fn a_limit_starts_tasks_in_spawn_order() {
                 });
             }
             group.wait().await.unwrap();
-            let order = order.lock().unwrap().clone();
-            order
+            order.lock().unwrap().clone()
         })
         .await
         .unwrap();
