@@ -400,3 +400,24 @@ async fn a_limit_starts_tasks_in_spawn_order() {
         assert_eq!(order, (0..20).collect::<Vec<_>>());
     }
 }
+
+/// A long-lived group (a server's, spawning a task per request) lets go of
+/// the tasks that have ended instead of holding every one it ever ran until
+/// `wait`: its memory stays bounded by the tasks still running.
+#[tokio::test(start_paused = true)]
+async fn a_long_lived_group_lets_go_of_ended_tasks() {
+    let mut group = TaskGroup::<()>::new(&TaskContext::background());
+    for _ in 0..1000 {
+        group.spawn(async { Ok(()) });
+        tokio::task::yield_now().await;
+    }
+    let shown = format!("{group:?}");
+    let held: usize = shown
+        .split("tasks: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("Debug shows the tasks held");
+    assert!(held <= 2, "the group holds {held} tasks: {shown}");
+    assert_eq!(group.wait().await, Ok(()));
+}

@@ -206,6 +206,19 @@ impl<E: Send + 'static> TaskGroup<E> {
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
         let runtime = runtime_handle("TaskGroup::spawn");
+        // Ended tasks would otherwise stay in the set until `wait`: a
+        // long-lived group would grow with every task it ever ran.
+        while let Some(joined) = self.tasks.try_join_next() {
+            // Tasks catch their own panics; one that escaped (a panic while
+            // dropping a finished future) is kept like theirs.
+            if let Err(error) = joined {
+                if error.is_panic() {
+                    lock(&self.outcome.panic).get_or_insert(error.into_panic());
+                    self.outcome.failed.store(true, Relaxed);
+                    self.ctx.cancel();
+                }
+            }
+        }
         let ctx = self.ctx.clone();
         let outcome = Arc::clone(&self.outcome);
         let slot = self.limit.clone().map(queue_for_slot);
