@@ -2,8 +2,10 @@
 //! contexts, counters, resize, panics and real parallelism.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -752,4 +754,40 @@ async fn aborting_a_pool_its_context_already_stopped_keeps_the_reason() {
         pool.try_submit(async {}).unwrap_err().reason(),
         &RejectReason::Cancelled(reason)
     );
+}
+
+/// A job future (hand-written, not an `async` block) that panics when dropped.
+struct PanicsWhenDropped;
+
+impl Future for PanicsWhenDropped {
+    type Output = u8;
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<u8> {
+        Poll::Ready(1)
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("dropping the job broke");
+    }
+}
+
+/// A panic while dropping a finished job is the job's panic like any other:
+/// its handle reports it and the worker goes on; the worker does not die
+/// leaving the queue to nobody.
+#[tokio::test(start_paused = true)]
+async fn a_job_panicking_in_drop_is_reported_and_the_worker_survives() {
+    let pool = WorkerPool::new(Workers::new(1).buffer(2));
+    let broken = pool.submit(PanicsWhenDropped).await.unwrap();
+    let next = pool.submit(async { 2 }).await.unwrap();
+    let err = broken.await.unwrap_err();
+    assert_eq!(
+        err.panic_message().as_deref(),
+        Some("dropping the job broke")
+    );
+    let next = tokio::time::timeout(Duration::from_secs(1), next).await;
+    assert_eq!(next.expect("the next job ran").unwrap(), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.panicked, stats.completed), (1, 1, 1));
+    assert_eq!(accounted(stats), stats.submitted);
 }

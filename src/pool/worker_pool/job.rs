@@ -45,7 +45,13 @@ impl Job {
         };
         let work = async move {
             report.start();
-            let outcome = AssertUnwindSafe(fut).catch_unwind().await;
+            // Awaited in a block of its own so that `fut` is also dropped
+            // inside the catch: a panic in its destructor is the job's, not
+            // one that kills the worker and leaves the queue to nobody.
+            #[expect(clippy::redundant_async_block, reason = "drops `fut` inside the catch")]
+            let outcome = AssertUnwindSafe(async move { fut.await })
+                .catch_unwind()
+                .await;
             report.finish(outcome.map_err(JobError::panicked));
         };
         (
