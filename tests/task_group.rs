@@ -421,3 +421,21 @@ async fn a_long_lived_group_lets_go_of_ended_tasks() {
     assert!(held <= 2, "the group holds {held} tasks: {shown}");
     assert_eq!(group.wait().await, Ok(()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_first_panic_in_time_is_the_one_resumed() {
+    let mut group = TaskGroup::<()>::new(&TaskContext::background()).keep_going();
+    group.spawn(async {
+        sleep(Duration::from_millis(20)).await;
+        panic!("second")
+    });
+    group.spawn(async {
+        sleep(Duration::from_millis(10)).await;
+        panic!("first")
+    });
+    let payload = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"first"));
+}
