@@ -439,3 +439,52 @@ async fn the_first_panic_in_time_is_the_one_resumed() {
         .unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"first"));
 }
+
+/// A task future (hand-written, not an `async` block) that fails and then
+/// panics when dropped.
+struct FailsThenPanicsWhenDropped;
+
+impl std::future::Future for FailsThenPanicsWhenDropped {
+    type Output = Result<(), &'static str>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Err("failed"))
+    }
+}
+
+impl Drop for FailsThenPanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("dropping the task broke");
+    }
+}
+
+/// A panic while dropping a task's future is that task's panic like any
+/// other: it cancels the group, and `wait` resumes it once every task has
+/// ended (it did so at once, aborting the siblings unseen).
+#[tokio::test(start_paused = true)]
+async fn a_task_panicking_in_drop_is_resumed_after_the_others_end() {
+    let mut group = TaskGroup::new(&TaskContext::background()).keep_going();
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
+    let seen = saw_cancel.clone();
+    group.spawn(async move {
+        TaskContext::current().unwrap().cancelled().await;
+        seen.fetch_add(1, SeqCst);
+        Ok(())
+    });
+    group.spawn(FailsThenPanicsWhenDropped);
+    let payload = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"dropping the task broke")
+    );
+    assert_eq!(
+        saw_cancel.load(SeqCst),
+        1,
+        "the sibling saw the cancellation and ended"
+    );
+}

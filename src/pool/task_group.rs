@@ -209,8 +209,8 @@ impl<E: Send + 'static> TaskGroup<E> {
         // Ended tasks would otherwise stay in the set until `wait`: a
         // long-lived group would grow with every task it ever ran.
         while let Some(joined) = self.tasks.try_join_next() {
-            // Tasks catch their own panics; one that escaped (a panic while
-            // dropping a finished future) is kept like theirs.
+            // Tasks catch their own panics; one that escaped anyway is kept
+            // like theirs, for `wait` to resume.
             if let Err(error) = joined {
                 if error.is_panic() {
                     lock(&self.outcome.panic).get_or_insert(error.into_panic());
@@ -231,7 +231,16 @@ impl<E: Send + 'static> TaskGroup<E> {
             if outcome.failed.load(Relaxed) {
                 return;
             }
-            match AssertUnwindSafe(task).catch_unwind().await {
+            // Awaited in a block of its own so that `task` is also dropped
+            // inside the catch: a panic in its destructor is the task's too.
+            #[expect(
+                clippy::redundant_async_block,
+                reason = "drops `task` inside the catch"
+            )]
+            let outcome_of_task = AssertUnwindSafe(async move { task.await })
+                .catch_unwind()
+                .await;
+            match outcome_of_task {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     lock(&outcome.errors).push(error);
