@@ -791,3 +791,36 @@ async fn a_job_panicking_in_drop_is_reported_and_the_worker_survives() {
     assert_eq!((stats.workers, stats.panicked, stats.completed), (1, 1, 1));
     assert_eq!(accounted(stats), stats.submitted);
 }
+
+/// Dropping a `submit` that waits for room queues nothing and keeps no place
+/// in the queue: the next free place goes to the next submitter.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiting_submit_queues_nothing_and_holds_no_place() {
+    let gate = gate();
+    let pool = WorkerPool::new(Workers::new(1).buffer(1));
+    let g = gate.clone();
+    let running = pool.submit(async move { pass(&g).await }).await.unwrap();
+    settle().await;
+    let queued = pool.submit(async {}).await.unwrap();
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(5),
+        pool.submit(async move { r.store(true, SeqCst) }),
+    )
+    .await;
+    assert!(given_up.is_err(), "it was still waiting for room");
+
+    gate.add_permits(1);
+    running.await.unwrap();
+    queued.await.unwrap();
+    let stats = pool.stats();
+    assert_eq!((stats.submitted, stats.rejected), (2, 0));
+    assert!(
+        pool.try_submit(async {}).is_ok(),
+        "the dropped submit kept no place"
+    );
+    pool.join().await;
+    assert!(!ran.load(SeqCst), "the dropped job never ran");
+}
