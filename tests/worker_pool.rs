@@ -824,3 +824,35 @@ async fn a_dropped_waiting_submit_queues_nothing_and_holds_no_place() {
     pool.join().await;
     assert!(!ran.load(SeqCst), "the dropped job never ran");
 }
+
+/// An output that panics when dropped.
+struct OutputPanicsWhenDropped;
+
+impl Drop for OutputPanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("dropping the output broke");
+    }
+}
+
+/// With its handle gone, a job's output is dropped on the worker: a panic
+/// in its destructor must not kill the worker and leave the queue to nobody.
+#[tokio::test(start_paused = true)]
+async fn an_unwanted_output_panicking_in_drop_does_not_kill_the_worker() {
+    let pool = WorkerPool::new(Workers::new(1).buffer(2));
+    let gate = gate();
+    let g = gate.clone();
+    let unwanted = pool
+        .submit(async move {
+            pass(&g).await;
+            OutputPanicsWhenDropped
+        })
+        .await
+        .unwrap();
+    drop(unwanted);
+    let next = pool.submit(async { 2 }).await.unwrap();
+    gate.add_permits(1);
+    let next = tokio::time::timeout(Duration::from_secs(1), next).await;
+    assert_eq!(next.expect("the next job ran").unwrap(), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.completed), (1, 2));
+}
