@@ -856,3 +856,11 @@ async fn an_unwanted_output_panicking_in_drop_does_not_kill_the_worker() {
     let stats = pool.stats();
     assert_eq!((stats.workers, stats.completed), (1, 2));
 }
+
+/// A huge buffer (a queue meant to be "unbounded") reserves nothing up
+/// front: places are only permits until jobs fill them.
+#[tokio::test(start_paused = true)]
+async fn a_huge_buffer_allocates_nothing_up_front() {
+    let pool = WorkerPool::new(Workers::new(1).buffer(1 << 40));
+    assert_eq!(pool.submit(async { 1 }).await.unwrap().await.unwrap(), 1);
+}
