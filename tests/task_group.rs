@@ -373,3 +373,118 @@ async fn the_group_and_its_wait_can_move_between_tasks() {
     let group = TaskGroup::<String>::new(&TaskContext::background());
     assert_send(&group.wait_all());
 }
+
+/// Behind a limit, tasks start in spawn order on a multi-thread runtime too,
+/// where the runtime polls a task spawned from a worker thread first (its
+/// LIFO slot) and other threads steal: the order is the group's, not the
+/// scheduler's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_starts_tasks_in_spawn_order() {
+    for _ in 0..20 {
+        // Spawned from a runtime task, as a service does.
+        let order = tokio::spawn(async {
+            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(1);
+            for i in 0..20 {
+                let order = order.clone();
+                group.spawn(async move {
+                    order.lock().unwrap().push(i);
+                    Ok(())
+                });
+            }
+            group.wait().await.unwrap();
+            order.lock().unwrap().clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(order, (0..20).collect::<Vec<_>>());
+    }
+}
+
+/// A long-lived group (a server's, spawning a task per request) lets go of
+/// the tasks that have ended instead of holding every one it ever ran until
+/// `wait`: its memory stays bounded by the tasks still running.
+#[tokio::test(start_paused = true)]
+async fn a_long_lived_group_lets_go_of_ended_tasks() {
+    let mut group = TaskGroup::<()>::new(&TaskContext::background());
+    for _ in 0..1000 {
+        group.spawn(async { Ok(()) });
+        tokio::task::yield_now().await;
+    }
+    let shown = format!("{group:?}");
+    let held: usize = shown
+        .split("tasks: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("Debug shows the tasks held");
+    assert!(held <= 2, "the group holds {held} tasks: {shown}");
+    assert_eq!(group.wait().await, Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_panic_in_time_is_the_one_resumed() {
+    let mut group = TaskGroup::<()>::new(&TaskContext::background()).keep_going();
+    group.spawn(async {
+        sleep(Duration::from_millis(20)).await;
+        panic!("second")
+    });
+    group.spawn(async {
+        sleep(Duration::from_millis(10)).await;
+        panic!("first")
+    });
+    let payload = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"first"));
+}
+
+/// A task future (hand-written, not an `async` block) that fails and then
+/// panics when dropped.
+struct FailsThenPanicsWhenDropped;
+
+impl std::future::Future for FailsThenPanicsWhenDropped {
+    type Output = Result<(), &'static str>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Err("failed"))
+    }
+}
+
+impl Drop for FailsThenPanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("dropping the task broke");
+    }
+}
+
+/// A panic while dropping a task's future is that task's panic like any
+/// other: it cancels the group, and `wait` resumes it once every task has
+/// ended (it did so at once, aborting the siblings unseen).
+#[tokio::test(start_paused = true)]
+async fn a_task_panicking_in_drop_is_resumed_after_the_others_end() {
+    let mut group = TaskGroup::new(&TaskContext::background()).keep_going();
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
+    let seen = saw_cancel.clone();
+    group.spawn(async move {
+        TaskContext::current().unwrap().cancelled().await;
+        seen.fetch_add(1, SeqCst);
+        Ok(())
+    });
+    group.spawn(FailsThenPanicsWhenDropped);
+    let payload = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"dropping the task broke")
+    );
+    assert_eq!(
+        saw_cancel.load(SeqCst),
+        1,
+        "the sibling saw the cancellation and ended"
+    );
+}

@@ -2,8 +2,10 @@
 //! contexts, counters, resize, panics and real parallelism.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -727,4 +729,138 @@ async fn pool_handles_and_submissions_can_move_between_tasks() {
         .unwrap_err();
     assert_send_sync(&err);
     assert_eq!(tokio::spawn(handle).await.unwrap().unwrap(), 1);
+}
+
+/// A handle of a job the pool's context stopped keeps saying so, even when
+/// the caller aborts the already stopped pool (as a shutdown path does)
+/// before reading it.
+#[tokio::test(start_paused = true)]
+async fn aborting_a_pool_its_context_already_stopped_keeps_the_reason() {
+    let ctx = TaskContext::background();
+    let pool = WorkerPool::new(Workers::new(1).buffer(1).context(&ctx));
+    let running = pool.submit(std::future::pending::<()>()).await.unwrap();
+    settle().await;
+    let queued = pool.submit(async {}).await.unwrap();
+    ctx.cancel_with(std::io::Error::other("shutting down"));
+    let reason = ctx.err().unwrap();
+    pool.join().await;
+
+    pool.abort();
+    for handle in [running, queued] {
+        let err = handle.await.unwrap_err();
+        assert_eq!(err.context_error(), Some(&reason), "{err:?}");
+    }
+    assert_eq!(
+        pool.try_submit(async {}).unwrap_err().reason(),
+        &RejectReason::Cancelled(reason)
+    );
+}
+
+/// A job future (hand-written, not an `async` block) that panics when dropped.
+struct PanicsWhenDropped;
+
+impl Future for PanicsWhenDropped {
+    type Output = u8;
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<u8> {
+        Poll::Ready(1)
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("dropping the job broke");
+    }
+}
+
+/// A panic while dropping a finished job is the job's panic like any other:
+/// its handle reports it and the worker goes on; the worker does not die
+/// leaving the queue to nobody.
+#[tokio::test(start_paused = true)]
+async fn a_job_panicking_in_drop_is_reported_and_the_worker_survives() {
+    let pool = WorkerPool::new(Workers::new(1).buffer(2));
+    let broken = pool.submit(PanicsWhenDropped).await.unwrap();
+    let next = pool.submit(async { 2 }).await.unwrap();
+    let err = broken.await.unwrap_err();
+    assert_eq!(
+        err.panic_message().as_deref(),
+        Some("dropping the job broke")
+    );
+    let next = tokio::time::timeout(Duration::from_secs(1), next).await;
+    assert_eq!(next.expect("the next job ran").unwrap(), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.panicked, stats.completed), (1, 1, 1));
+    assert_eq!(accounted(stats), stats.submitted);
+}
+
+/// Dropping a `submit` that waits for room queues nothing and keeps no place
+/// in the queue: the next free place goes to the next submitter.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiting_submit_queues_nothing_and_holds_no_place() {
+    let gate = gate();
+    let pool = WorkerPool::new(Workers::new(1).buffer(1));
+    let g = gate.clone();
+    let running = pool.submit(async move { pass(&g).await }).await.unwrap();
+    settle().await;
+    let queued = pool.submit(async {}).await.unwrap();
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(5),
+        pool.submit(async move { r.store(true, SeqCst) }),
+    )
+    .await;
+    assert!(given_up.is_err(), "it was still waiting for room");
+
+    gate.add_permits(1);
+    running.await.unwrap();
+    queued.await.unwrap();
+    let stats = pool.stats();
+    assert_eq!((stats.submitted, stats.rejected), (2, 0));
+    assert!(
+        pool.try_submit(async {}).is_ok(),
+        "the dropped submit kept no place"
+    );
+    pool.join().await;
+    assert!(!ran.load(SeqCst), "the dropped job never ran");
+}
+
+/// An output that panics when dropped.
+struct OutputPanicsWhenDropped;
+
+impl Drop for OutputPanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("dropping the output broke");
+    }
+}
+
+/// With its handle gone, a job's output is dropped on the worker: a panic
+/// in its destructor must not kill the worker and leave the queue to nobody.
+#[tokio::test(start_paused = true)]
+async fn an_unwanted_output_panicking_in_drop_does_not_kill_the_worker() {
+    let pool = WorkerPool::new(Workers::new(1).buffer(2));
+    let gate = gate();
+    let g = gate.clone();
+    let unwanted = pool
+        .submit(async move {
+            pass(&g).await;
+            OutputPanicsWhenDropped
+        })
+        .await
+        .unwrap();
+    drop(unwanted);
+    let next = pool.submit(async { 2 }).await.unwrap();
+    gate.add_permits(1);
+    let next = tokio::time::timeout(Duration::from_secs(1), next).await;
+    assert_eq!(next.expect("the next job ran").unwrap(), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.completed), (1, 2));
+}
+
+/// A huge buffer (a queue meant to be "unbounded") reserves nothing up
+/// front: places are only permits until jobs fill them.
+#[tokio::test(start_paused = true)]
+async fn a_huge_buffer_allocates_nothing_up_front() {
+    let pool = WorkerPool::new(Workers::new(1).buffer(1 << 40));
+    assert_eq!(pool.submit(async { 1 }).await.unwrap().await.unwrap(), 1);
 }

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -205,24 +206,41 @@ impl<E: Send + 'static> TaskGroup<E> {
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
         let runtime = runtime_handle("TaskGroup::spawn");
+        // Ended tasks would otherwise stay in the set until `wait`: a
+        // long-lived group would grow with every task it ever ran.
+        while let Some(joined) = self.tasks.try_join_next() {
+            // Tasks catch their own panics; one that escaped anyway is kept
+            // like theirs, for `wait` to resume.
+            if let Err(error) = joined {
+                if error.is_panic() {
+                    lock(&self.outcome.panic).get_or_insert(error.into_panic());
+                    self.outcome.failed.store(true, Relaxed);
+                    self.ctx.cancel();
+                }
+            }
+        }
         let ctx = self.ctx.clone();
         let outcome = Arc::clone(&self.outcome);
-        let limit = self.limit.clone();
+        let slot = self.limit.clone().map(queue_for_slot);
         let fail_fast = self.fail_fast;
         let run = async move {
-            let _slot = match limit {
-                Some(limit) => Some(
-                    limit
-                        .acquire_owned()
-                        .await
-                        .expect("the limit is never closed"),
-                ),
+            let _slot = match slot {
+                Some(slot) => Some(slot.await),
                 None => None,
             };
             if outcome.failed.load(Relaxed) {
                 return;
             }
-            match AssertUnwindSafe(task).catch_unwind().await {
+            // Awaited in a block of its own so that `task` is also dropped
+            // inside the catch: a panic in its destructor is the task's too.
+            #[expect(
+                clippy::redundant_async_block,
+                reason = "drops `task` inside the catch"
+            )]
+            let outcome_of_task = AssertUnwindSafe(async move { task.await })
+                .catch_unwind()
+                .await;
+            match outcome_of_task {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     lock(&outcome.errors).push(error);
@@ -304,6 +322,28 @@ impl<E: Send + 'static> TaskGroup<E> {
         if let Some(payload) = panic {
             resume_unwind(payload);
         }
+    }
+}
+
+/// Joins `limit`'s queue now, at spawn, and waits for a slot later in the
+/// task. The semaphore serves waiters in the order they first asked, and the
+/// runtime may first poll new tasks in another order (a task spawned from a
+/// worker thread runs before the earlier ones, from the thread's LIFO slot;
+/// other threads steal), so asking from the task would lose spawn order.
+fn queue_for_slot(limit: Arc<Semaphore>) -> impl Future<Output = OwnedSemaphorePermit> + Send {
+    let mut acquire = Box::pin(limit.acquire_owned());
+    // Polling queues the request; the task's own first poll replaces the
+    // no-op waker before it can be missed (the semaphore only hands the slot
+    // over, and the task, being new, is polled anyway).
+    let first = acquire
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    async move {
+        let acquired = match first {
+            Poll::Ready(acquired) => acquired,
+            Poll::Pending => acquire.await,
+        };
+        acquired.expect("the limit is never closed")
     }
 }
 

@@ -45,7 +45,13 @@ impl Job {
         };
         let work = async move {
             report.start();
-            let outcome = AssertUnwindSafe(fut).catch_unwind().await;
+            // Awaited in a block of its own so that `fut` is also dropped
+            // inside the catch: a panic in its destructor is the job's, not
+            // one that kills the worker and leaves the queue to nobody.
+            #[expect(clippy::redundant_async_block, reason = "drops `fut` inside the catch")]
+            let outcome = AssertUnwindSafe(async move { fut.await })
+                .catch_unwind()
+                .await;
             report.finish(outcome.map_err(JobError::panicked));
         };
         (
@@ -83,10 +89,25 @@ impl<T> Report<T> {
             }
         };
         let Some(tx) = self.tx.take() else { return };
-        if let Err(Err(lost)) = tx.send(outcome) {
-            // Nobody holds the handle: the counters are the only witness left,
-            // so say it in the logs too rather than let the panic vanish.
-            tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
+        match tx.send(outcome) {
+            Ok(()) => {}
+            Err(Err(lost)) => {
+                // Nobody holds the handle: the counters are the only witness left,
+                // so say it in the logs too rather than let the panic vanish.
+                tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
+            }
+            Err(Ok(unwanted)) => {
+                // Dropped here, on the worker, which a panic in the output's
+                // destructor must not kill: the queue would be left to nobody.
+                let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(unwanted)));
+                if let Err(payload) = dropped {
+                    let panic = message_of(payload.as_ref()).unwrap_or("a non-string payload");
+                    tracing::error!(
+                        panic,
+                        "dropping the output of a worker-pool job whose handle was dropped panicked"
+                    );
+                }
+            }
         }
     }
 }

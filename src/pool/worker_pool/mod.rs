@@ -304,7 +304,8 @@ impl WorkerPool {
     /// their next `.await`, queued jobs are dropped here, and every handle of an
     /// unfinished job resolves to an error for which
     /// [`JobError::is_aborted`] holds. Later submissions are rejected with
-    /// [`RejectReason::Closed`]. Idempotent.
+    /// [`RejectReason::Closed`]. Idempotent. A pool its context has already
+    /// stopped keeps reporting that context's reason.
     ///
     /// ```
     /// use tokio_conc::prelude::*;

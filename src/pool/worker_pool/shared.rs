@@ -30,6 +30,9 @@ use super::reject::{RejectReason, Rejected};
 use super::stats::Counters;
 use crate::context::TaskContext;
 
+/// Places in the queue allocated up front; more are allocated as jobs fill them.
+const INITIAL_QUEUE_CAPACITY: usize = 1024;
+
 pub(super) struct Shared {
     pub(super) ctx: TaskContext,
     pub(super) counters: Arc<Counters>,
@@ -84,7 +87,9 @@ impl Shared {
             waiting_submitters: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
             queue: Mutex::new(Queue {
-                jobs: VecDeque::with_capacity(buffer),
+                // Not the whole buffer: a huge one (a queue meant to be
+                // unbounded) would be allocated up front, or abort the process.
+                jobs: VecDeque::with_capacity(buffer.min(INITIAL_QUEUE_CAPACITY)),
                 closed: false,
                 stopped: false,
                 workers: 0,
@@ -187,9 +192,13 @@ impl Shared {
     /// Abort: the workers are aborted with their running jobs, and queued
     /// jobs are dropped, by `stop`.
     pub(super) fn abort(&self) {
-        // Set before anything is dropped, so every handle reads the right reason.
-        self.aborted.store(true, Relaxed);
-        self.ctx.cancel();
+        // Handles read the reason when polled: a pool its context has already
+        // stopped keeps that reason, since that is what dropped its jobs.
+        if !self.ctx.is_cancelled() {
+            // Set before anything is dropped, so every handle reads the right reason.
+            self.aborted.store(true, Relaxed);
+            self.ctx.cancel();
+        }
         self.stop();
     }
 
