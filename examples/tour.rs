@@ -12,6 +12,7 @@ async fn main() {
     context().await;
     generator().await;
     fan_in_step().await;
+    par_map().await;
     worker_pool().await;
     errgroup().await;
     rate_limit().await;
@@ -167,4 +168,33 @@ async fn fan_in_step() {
     while let Some(message) = merged.next().await {
         println!("   {message}");
     }
+}
+
+/// Go's worker pool as a stream operator: parallel, ordered or not, fail-fast.
+async fn par_map() {
+    println!("== par_map: 4 workers on spawned tasks, results in input order");
+    let squares: Vec<u64> = futures::stream::iter(1..=8_u64)
+        .par_map(Workers::new(4).name("square"), |x| async move { x * x })
+        .collect()
+        .await;
+    println!("   {squares:?}");
+    println!("== try_par_map: the first error ends the stream and cancels the rest");
+    let checked: Vec<Result<u32, String>> = futures::stream::iter(1..=100_u32)
+        .try_par_map(4, |x| async move {
+            if x == 5 {
+                Err(format!("item {x} failed"))
+            } else {
+                Ok(x)
+            }
+        })
+        .collect()
+        .await;
+    println!("   {checked:?}");
+    println!("== par_map_keyed: parallel across users, in order for each user");
+    let per_user: Vec<(char, u32)> =
+        futures::stream::iter([('a', 1), ('b', 1), ('a', 2), ('b', 2), ('a', 3)])
+            .par_map_keyed(2, |(user, _)| *user, |event| async move { event })
+            .collect()
+            .await;
+    println!("   {per_user:?}");
 }
