@@ -6,18 +6,45 @@
 //! | pipeline: stages joined by channels | chained [`ConcurrentStreamExt`] operators on any `Stream` |
 //! | fan-in: many channels merged into one | [`fan_in(streams)`](fan_in::fan_in), [`FanIn::push`](fan_in::FanIn::push) |
 //! | fan-out: several goroutines reading one channel | [`s.fan_out(n)`](ConcurrentStreamExt::fan_out), [`s.broadcast(n, cap)`](ConcurrentStreamExt::broadcast), [`s.partition(n, key)`](ConcurrentStreamExt::partition) |
-//! | worker pool: jobs channel, N goroutines, results channel | `s.par_map(n, f)`, `s.par_map_unordered(n, f)`, [`WorkerPool`](pool::WorkerPool) |
-//! | errgroup | `s.try_par_map(n, f)`, [`TaskGroup`](pool::TaskGroup) |
+//! | worker pool: jobs channel, N goroutines, results channel | [`s.par_map(n, f)`](ConcurrentStreamExt::par_map), [`s.par_map_unordered(n, f)`](ConcurrentStreamExt::par_map_unordered), [`WorkerPool`](pool::WorkerPool) |
+//! | errgroup | [`s.try_par_map(n, f)`](ConcurrentStreamExt::try_par_map), [`TaskGroup`](pool::TaskGroup) |
 //! | semaphore: a buffered channel of tokens | the `workers` bound of every pool operator; [`TaskGroup::limit`](pool::TaskGroup::limit); [`RateLimiter`](rate::RateLimiter) for calls per second |
 //! | rate limit: `time.Tick`, a bursty limiter | [`s.rate_limit(Rate::per_second(n).burst(b))`](ConcurrentStreamExt::rate_limit), [`RateLimiter::until_ready`](rate::RateLimiter::until_ready) |
 //! | `context.Context`: cancellation, deadline, values | [`TaskContext`] |
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
 //!
-//! Everything comes in through the prelude:
+//! Everything comes in through the prelude. A request-scoped pipeline — rate
+//! limited, charged in parallel on spawned tasks, stored in order — reads:
 //!
 //! ```
+//! use std::time::Duration;
+//! use futures::StreamExt;
 //! use tokio_conc::prelude::*;
+//!
+//! struct SessionId(&'static str);
+//!
+//! async fn charge(order: u32) -> u32 {
+//!     // Every call runs with the pool's context current.
+//!     let ctx = TaskContext::current().expect("set by the pool");
+//!     assert_eq!(ctx.value::<SessionId>().map(|s| s.0), Some("42"));
+//!     order * 10
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! let ctx = TaskContext::background()
+//!     .with_value(SessionId("42"))
+//!     .with_timeout(Duration::from_secs(5));
+//!
+//! let stored: Vec<u32> = futures::stream::iter(1..=20_u32)
+//!     .rate_limit(Rate::per_second(1000).burst(20))
+//!     .par_map_unordered(Workers::new(8).context(&ctx).name("charge"), charge)
+//!     .par_map(4, |receipt| async move { receipt + 1 }) // ordered
+//!     .collect()
+//!     .await;
+//! assert_eq!(stored.len(), 20);
+//! # }
 //! ```
 //!
 //! # Two ways to stop
