@@ -151,6 +151,23 @@ fn streams(c: &mut Criterion) {
         })
     });
 
+    let on_tokio = Governor::direct_with_clock(unreachable_quota(), TokioClock);
+    group.bench_function(
+        "map + governor check, TokioClock (same clock as rate_limit)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                items()
+                    .map(|x| {
+                        black_box(on_tokio.check()).unwrap();
+                        x
+                    })
+                    .for_each(|x| async move {
+                        black_box(x);
+                    })
+            })
+        },
+    );
+
     group.bench_function("governor ratelimit_stream, quanta clock", |b| {
         b.to_async(&rt).iter(|| {
             items()

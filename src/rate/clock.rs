@@ -157,10 +157,18 @@ impl ReasonablyRealtime for ScheduleClock {}
 /// GCRA's bound holds for any order of check instants, so checking as of a
 /// past instant can never let more pass in a window than the quota allows; it
 /// only places this one cell at the instant it was due.
+#[inline(always)]
 pub(crate) fn checked_as_of<R>(due: Option<Instant>, check: impl FnOnce() -> R) -> R {
-    let Some(due) = due else {
-        return check();
-    };
+    match due {
+        // The never-waiting path: inlined, so the check's result stays in
+        // registers.
+        None => check(),
+        Some(due) => pinned_at(due, check),
+    }
+}
+
+#[cold]
+fn pinned_at<R>(due: Instant, check: impl FnOnce() -> R) -> R {
     /// Restores the previous reading even if `check` unwinds.
     struct Unpin(Option<Instant>);
     impl Drop for Unpin {

@@ -54,6 +54,7 @@ pin_project! {
     /// # }
     /// ```
     #[must_use = "streams do nothing unless polled"]
+    #[project = RateLimitProj]
     pub struct RateLimit<S, G, P = Delay>
     where
         S: Stream,

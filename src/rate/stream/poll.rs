@@ -7,79 +7,98 @@ use futures::Stream;
 use futures::stream::FusedStream;
 use tokio::time::Instant;
 
-use super::timer::Timer;
-use super::{Delay, Discard, Fail, Gate, RateLimit, RateLimited};
+use super::{Delay, Discard, Fail, Gate, RateLimit, RateLimitProj, RateLimited};
 use crate::rate::RateLimitError;
 use crate::rate::limiter::{context_error, deadline_check};
 
-/// What came of asking for the next item.
-enum Admit<T, K> {
+/// The gate's verdict on an item.
+enum Verdict<T, K> {
     Passed(T),
     Refused {
         item: T,
         ticket: K,
         error: RateLimitError,
     },
-    /// The input ended.
-    Ended,
-    /// The context stopped the stream.
-    Stopped(RateLimitError),
 }
 
-/// Pulls the next item (or retries the held one, charged as of `due` if it
-/// slept until then) and asks the gate.
-fn poll_admit<S, G>(
-    stream: Pin<&mut S>,
-    gate: &mut G,
-    held: &mut Option<(S::Item, G::Ticket)>,
-    due: Option<Instant>,
-    timer: &mut Timer,
-    cx: &mut Context<'_>,
-) -> Poll<Admit<S::Item, G::Ticket>>
+impl<S, G, P> RateLimit<S, G, P>
 where
     S: Stream,
     G: Gate<S::Item>,
 {
-    if let Some(ctx) = gate.task_context().filter(|ctx| ctx.is_cancelled()) {
-        return Poll::Ready(Admit::Stopped(context_error(ctx)));
+    /// The fields to poll with, or `None` once the stream has ended.
+    #[inline(always)]
+    fn live(self: Pin<&mut Self>) -> Option<RateLimitProj<'_, S, G, P>> {
+        let this = self.project();
+        (!*this.done).then_some(this)
     }
-    let (item, ticket) = match held.take() {
+}
+
+/// The gate's verdict on the next item (the held one first, charged as of
+/// `due` if it slept until then), or `None` once the stream is over: its
+/// input ended, or its context stopped it.
+///
+/// Inlined: on the never-blocking path this is the whole per-item cost, and
+/// a call returning the verdict through memory costs more than the check.
+#[inline(always)]
+fn poll_verdict<S, G, P>(
+    this: &mut RateLimitProj<'_, S, G, P>,
+    due: Option<Instant>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Verdict<S::Item, G::Ticket>>>
+where
+    S: Stream,
+    G: Gate<S::Item>,
+{
+    if let Some(ctx) = this.gate.task_context().filter(|ctx| ctx.is_cancelled()) {
+        let why = context_error(ctx);
+        return stop(this, Some(why));
+    }
+    let (item, ticket) = match this.held.take() {
         Some(held) => held,
-        None => match stream.poll_next(cx) {
+        None => match this.stream.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let ticket = gate.ticket(&item);
+                let ticket = this.gate.ticket(&item);
                 (item, ticket)
             }
-            Poll::Ready(None) => return Poll::Ready(Admit::Ended),
+            Poll::Ready(None) => return stop(this, None),
             Poll::Pending => {
                 // An idle input must not keep a cancelled stream alive.
-                if let Some(ctx) = gate.task_context() {
-                    if timer.poll_cancelled(cx, ctx).is_ready() {
-                        return Poll::Ready(Admit::Stopped(context_error(ctx)));
+                if let Some(ctx) = this.gate.task_context() {
+                    if this.timer.poll_cancelled(cx, ctx).is_ready() {
+                        let why = context_error(ctx);
+                        return stop(this, Some(why));
                     }
                 }
                 return Poll::Pending;
             }
         },
     };
-    Poll::Ready(match gate.try_pass(&ticket, due) {
-        Ok(()) => Admit::Passed(item),
-        Err(error) => Admit::Refused {
+    Poll::Ready(Some(match this.gate.try_pass(&ticket, due) {
+        Ok(()) => Verdict::Passed(item),
+        Err(error) => Verdict::Refused {
             item,
             ticket,
             error,
         },
-    })
+    }))
 }
 
-fn stop<T>(
-    stopped: &mut Option<RateLimitError>,
-    done: &mut bool,
-    why: RateLimitError,
-) -> Poll<Option<T>> {
-    *stopped = Some(why);
-    *done = true;
-    Poll::Ready(None)
+/// Ends the stream, giving up any turn; `why` is what stopped it early, if
+/// anything did (`None`: the input ended).
+#[cold]
+fn stop<S, G, P, T>(this: &mut RateLimitProj<'_, S, G, P>, why: Option<RateLimitError>) -> Poll<T>
+where
+    S: Stream,
+    G: Gate<S::Item>,
+    T: Default,
+{
+    this.timer.done();
+    if why.is_some() {
+        *this.stopped = why;
+    }
+    *this.done = true;
+    Poll::Ready(T::default())
 }
 
 impl<S, G> Stream for RateLimit<S, G, Delay>
@@ -90,48 +109,45 @@ where
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let mut this = self.project();
-        if *this.done {
+        let Some(mut this) = self.live() else {
             return Poll::Ready(None);
-        }
+        };
         loop {
             let mut due = None;
-            if this.held.is_some() {
+            // Only an item that waited can hold a turn or a timer to clear.
+            let waited = this.held.is_some();
+            if waited {
                 if let Some(ctx) = this.gate.task_context() {
                     if this.timer.poll_cancelled(cx, ctx).is_ready() {
+                        let why = context_error(ctx);
                         *this.held = None;
-                        this.timer.done();
-                        return stop(this.stopped, this.done, context_error(ctx));
+                        return stop(&mut this, Some(why));
                     }
                 }
                 due = ready!(this.timer.poll_ready(cx, this.gate.queue()));
             }
-            let admit = ready!(poll_admit(
-                this.stream.as_mut(),
-                this.gate,
-                this.held,
-                due,
-                this.timer,
-                cx
-            ));
-            match admit {
-                Admit::Passed(item) => {
-                    this.timer.done();
+            let Some(verdict) = ready!(poll_verdict(&mut this, due, cx)) else {
+                return Poll::Ready(None);
+            };
+            match verdict {
+                Verdict::Passed(item) => {
+                    if waited {
+                        this.timer.done();
+                    }
                     return Poll::Ready(Some(item));
                 }
-                Admit::Refused {
+                Verdict::Refused {
                     item,
                     ticket,
                     error: RateLimitError::OverQuota { ready_at },
                 } => {
                     if let Err(why) = deadline_check(ready_at, this.gate.task_context()) {
-                        this.timer.done();
-                        return stop(this.stopped, this.done, why);
+                        return stop(&mut this, Some(why));
                     }
                     *this.held = Some((item, ticket));
                     this.timer.wait(ready_at, this.gate.queue());
                 }
-                Admit::Refused {
+                Verdict::Refused {
                     error: RateLimitError::ExceedsBurst { cost, burst },
                     ..
                 } => {
@@ -142,14 +158,7 @@ where
                          such items back as errors"
                     )
                 }
-                Admit::Refused { error, .. } | Admit::Stopped(error) => {
-                    this.timer.done();
-                    return stop(this.stopped, this.done, error);
-                }
-                Admit::Ended => {
-                    *this.done = true;
-                    return Poll::Ready(None);
-                }
+                Verdict::Refused { error, .. } => return stop(&mut this, Some(error)),
             }
         }
     }
@@ -167,32 +176,19 @@ where
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let mut this = self.project();
-        if *this.done {
+        let Some(mut this) = self.live() else {
             return Poll::Ready(None);
-        }
+        };
         loop {
-            let admit = ready!(poll_admit(
-                this.stream.as_mut(),
-                this.gate,
-                this.held,
-                None,
-                this.timer,
-                cx
-            ));
-            match admit {
-                Admit::Passed(item) => return Poll::Ready(Some(item)),
-                Admit::Refused { .. } => {
+            match ready!(poll_verdict(&mut this, None, cx)) {
+                Some(Verdict::Passed(item)) => return Poll::Ready(Some(item)),
+                Some(Verdict::Refused { .. }) => {
                     this.policy.dropped.add_one();
                     // A fast input could be dropped item after item without
                     // end: give the runtime its turn now and then.
                     ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
                 }
-                Admit::Stopped(why) => return stop(this.stopped, this.done, why),
-                Admit::Ended => {
-                    *this.done = true;
-                    return Poll::Ready(None);
-                }
+                None => return Poll::Ready(None),
             }
         }
     }
@@ -210,29 +206,14 @@ where
     type Item = Result<S::Item, RateLimited<S::Item>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut this = self.project();
-        if *this.done {
+        let Some(mut this) = self.live() else {
             return Poll::Ready(None);
-        }
-        let admit = ready!(poll_admit(
-            this.stream.as_mut(),
-            this.gate,
-            this.held,
-            None,
-            this.timer,
-            cx
-        ));
-        match admit {
-            Admit::Passed(item) => Poll::Ready(Some(Ok(item))),
-            Admit::Refused { item, error, .. } => {
-                Poll::Ready(Some(Err(RateLimited { item, error })))
-            }
-            Admit::Stopped(why) => stop(this.stopped, this.done, why),
-            Admit::Ended => {
-                *this.done = true;
-                Poll::Ready(None)
-            }
-        }
+        };
+        let verdict = ready!(poll_verdict(&mut this, None, cx));
+        Poll::Ready(verdict.map(|verdict| match verdict {
+            Verdict::Passed(item) => Ok(item),
+            Verdict::Refused { item, error, .. } => Err(RateLimited { item, error }),
+        }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -102,6 +102,7 @@ impl Timer {
     }
 
     /// Gives up the turn (the item passed, or the stream stopped).
+    #[inline]
     pub(super) fn done(&mut self) {
         self.turn = None;
         self.queued = false;
