@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use proptest::prelude::*;
 use tokio::time::sleep;
+use tokio_conc::pool::GroupStopped;
 use tokio_conc::prelude::*;
 
 fn alive_tasks() -> usize {
@@ -487,4 +488,91 @@ async fn a_task_panicking_in_drop_is_resumed_after_the_others_end() {
         1,
         "the sibling saw the cancellation and ended"
     );
+}
+
+/// The cause a sibling reads from the group's context when it is woken.
+fn stopped_by(ctx: &TaskContext) -> Option<GroupStopped> {
+    let err = ctx.err().expect("the group's context is cancelled");
+    err.cause()?.downcast_ref::<GroupStopped>().copied()
+}
+
+/// Like Go's `context.Cause` under errgroup: a sibling woken by a failure
+/// reads why from the context, and a plain `Cancelled` would fail this.
+#[tokio::test(start_paused = true)]
+async fn a_failure_cancels_the_groups_context_with_a_cause_saying_so() {
+    let mut group = TaskGroup::new(&TaskContext::background());
+    let group_ctx = group.context().clone();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s = seen.clone();
+    group.spawn(async move {
+        let ctx = TaskContext::current().unwrap();
+        ctx.cancelled().await;
+        *s.lock().unwrap() = Some(stopped_by(&ctx));
+        Ok(())
+    });
+    group.spawn(async {
+        sleep(Duration::from_millis(5)).await;
+        Err("disk full")
+    });
+    let waited = tokio::time::timeout(Duration::from_secs(600), group.wait()).await;
+    assert_eq!(waited.expect("wait hung"), Err("disk full"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(Some(GroupStopped::TaskFailed)),
+        "the woken sibling read the cause"
+    );
+    let err = group_ctx.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "context cancelled: a task in the group failed"
+    );
+    assert_ne!(err, ContextError::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_cancels_the_groups_context_with_a_cause_saying_so() {
+    let mut group = TaskGroup::<()>::new(&TaskContext::background());
+    let group_ctx = group.context().clone();
+    group.spawn(async { panic!("boom") });
+    let waited = tokio::time::timeout(
+        Duration::from_secs(600),
+        AssertUnwindSafe(group.wait()).catch_unwind(),
+    )
+    .await;
+    assert!(waited.expect("wait hung").is_err(), "the panic is resumed");
+    assert_eq!(stopped_by(&group_ctx), Some(GroupStopped::TaskPanicked));
+    assert_eq!(
+        group_ctx.err().unwrap().to_string(),
+        "context cancelled: a task in the group panicked"
+    );
+}
+
+/// The cause only ever names a task of the group: a parent's cancellation,
+/// a `wait` that ends well, a dropped group and `keep_going` errors say
+/// nothing of the sort.
+#[tokio::test(start_paused = true)]
+async fn a_group_no_task_stopped_reports_no_such_cause() {
+    let parent = TaskContext::background();
+    let group = TaskGroup::<()>::new(&parent);
+    parent.cancel_with(std::io::Error::other("shutting down"));
+    let err = group.context().err().unwrap();
+    assert_eq!(err.to_string(), "context cancelled: shutting down");
+    assert_eq!(stopped_by(group.context()), None);
+
+    let mut group = TaskGroup::<()>::new(&TaskContext::background());
+    let ctx = group.context().clone();
+    group.spawn(async { Ok(()) });
+    assert_eq!(group.wait().await, Ok(()));
+    assert_eq!(ctx.err(), Some(ContextError::Cancelled));
+
+    let group = TaskGroup::<()>::new(&TaskContext::background());
+    let ctx = group.context().clone();
+    drop(group);
+    assert_eq!(ctx.err(), Some(ContextError::Cancelled));
+
+    let mut group = TaskGroup::new(&TaskContext::background()).keep_going();
+    let ctx = group.context().clone();
+    group.spawn(async { Err(1) });
+    assert_eq!(group.wait_all().await, vec![1]);
+    assert_eq!(ctx.err(), Some(ContextError::Cancelled));
 }

@@ -35,6 +35,15 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Awaits `fut`, or fails naming what hung: a regression must fail the
+/// suite, not hang it. Under paused time the limit is simulated, so it only
+/// trips once nothing else can happen.
+async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(600), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
 /// Lets every ready task run a few times, without moving the clock.
 async fn settle() {
     for _ in 0..20 {
@@ -77,12 +86,15 @@ async fn close_then_join_drains_every_accepted_job_and_ends_every_task() {
         handles.push(pool.try_submit(job).expect("room for ten"));
     }
     pool.close();
-    let late = pool.submit(async { 99 }).await.unwrap_err();
+    let late = within("submit to a closed pool", pool.submit(async { 99 }))
+        .await
+        .unwrap_err();
     assert_eq!(late.reason(), &RejectReason::Closed);
 
-    pool.join().await;
+    within("join", pool.join()).await;
     for (i, handle) in handles.into_iter().enumerate() {
-        assert_eq!(handle.await.unwrap(), i as u64, "every accepted job ran");
+        let output = within("a drained job's handle", handle).await;
+        assert_eq!(output.unwrap(), i as u64, "every accepted job ran");
     }
     let stats = pool.stats();
     assert_eq!(
@@ -105,7 +117,7 @@ async fn abort_drops_running_and_queued_jobs_and_their_handles_say_so() {
             let _guard = guard;
             std::future::pending::<()>().await
         };
-        handles.push(pool.submit(job).await.unwrap());
+        handles.push(within("submit", pool.submit(job)).await.unwrap());
     }
     settle().await;
     assert_eq!(pool.stats().running, 2);
@@ -113,10 +125,10 @@ async fn abort_drops_running_and_queued_jobs_and_their_handles_say_so() {
 
     pool.abort();
     for handle in handles {
-        let err = handle.await.unwrap_err();
+        let err = within("an aborted job's handle", handle).await.unwrap_err();
         assert!(err.is_aborted(), "{err:?}");
     }
-    pool.join().await;
+    within("join after abort", pool.join()).await;
     assert_eq!(
         dropped.load(SeqCst),
         6,
@@ -141,7 +153,7 @@ async fn dropping_the_last_clone_aborts_the_pool() {
             let _guard = guard;
             std::future::pending::<()>().await
         };
-        handles.push(pool.submit(job).await.unwrap());
+        handles.push(within("submit", pool.submit(job)).await.unwrap());
     }
     settle().await;
 
@@ -152,7 +164,8 @@ async fn dropping_the_last_clone_aborts_the_pool() {
 
     drop(clone);
     for handle in handles {
-        assert!(handle.await.unwrap_err().is_aborted());
+        let err = within("a dropped pool's job handle", handle).await;
+        assert!(err.unwrap_err().is_aborted());
     }
     until("the workers' tasks are gone", || alive_tasks() == baseline).await;
     assert_eq!(dropped.load(SeqCst), 5);
@@ -171,7 +184,8 @@ async fn dropping_a_closed_pool_still_drains_it() {
         .unwrap();
     pool.close();
     drop(pool);
-    assert_eq!(slow.await.unwrap(), "finished");
+    let slow = within("a dropped closed pool's job", slow).await;
+    assert_eq!(slow.unwrap(), "finished");
     until("the worker's task is gone", || alive_tasks() == baseline).await;
 }
 
@@ -208,7 +222,7 @@ async fn try_submit_sheds_load_when_full_and_counts_it() {
     );
     gate.add_permits(3);
     for handle in handles {
-        handle.await.unwrap();
+        within("a job's handle", handle).await.unwrap();
     }
 }
 
@@ -241,9 +255,10 @@ async fn submit_waits_for_room_and_only_then_queues() {
     })
     .await;
     gate.add_permits(1);
-    assert_eq!(submitter.await.unwrap().unwrap(), "third");
-    first.await.unwrap();
-    second.await.unwrap();
+    let third = within("the waiting submitter", submitter).await;
+    assert_eq!(third.unwrap().unwrap(), "third");
+    within("the first job", first).await.unwrap();
+    within("the second job", second).await.unwrap();
     assert_eq!(pool.stats().rejected, 0);
 }
 
@@ -268,7 +283,10 @@ async fn submit_gives_up_when_the_callers_context_is_cancelled() {
     assert!(!waiting.is_finished(), "still waiting for room");
     request.cancel_with(std::io::Error::other("client went away"));
 
-    let rejected = waiting.await.unwrap().unwrap_err();
+    let rejected = within("the cancelled submitter", waiting)
+        .await
+        .unwrap()
+        .unwrap_err();
     match rejected.reason() {
         RejectReason::Cancelled(reason) => {
             assert_eq!(reason.to_string(), "context cancelled: client went away")
@@ -297,15 +315,18 @@ async fn cancelling_the_pools_context_stops_waiting_submits_and_jobs() {
 
     baseline_ctx.cancel_with(std::io::Error::other("shutting down"));
     let reason = baseline_ctx.err().unwrap();
-    let rejected = waiting.await.unwrap().unwrap_err();
+    let rejected = within("the waiting submitter", waiting)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(rejected.reason(), &RejectReason::Cancelled(reason.clone()));
     for handle in [running, queued] {
-        let err = handle.await.unwrap_err();
+        let err = within("a stopped job's handle", handle).await.unwrap_err();
         assert!(err.is_cancelled());
         assert_eq!(err.context_error(), Some(&reason));
     }
     assert!(pool.is_closed());
-    pool.join().await;
+    within("join after cancel", pool.join()).await;
     until("the worker's task is gone", || alive_tasks() == baseline).await;
 }
 
@@ -321,7 +342,10 @@ async fn closing_stops_waiting_submits() {
     };
     settle().await;
     pool.close();
-    let rejected = waiting.await.unwrap().unwrap_err();
+    let rejected = within("the waiting submitter", waiting)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(rejected.reason(), &RejectReason::Closed);
     pool.abort();
 }
@@ -331,13 +355,13 @@ async fn a_pool_born_under_a_cancelled_context_refuses_work_without_hanging() {
     let ctx = TaskContext::background();
     ctx.cancel();
     let pool = WorkerPool::new(Workers::new(2).context(&ctx));
-    let rejected = pool.submit(async {}).await.unwrap_err();
+    let rejected = within("submit", pool.submit(async {})).await.unwrap_err();
     assert_eq!(
         rejected.reason(),
         &RejectReason::Cancelled(ContextError::Cancelled)
     );
     assert!(pool.try_submit(async {}).is_err());
-    pool.join().await;
+    within("join", pool.join()).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -361,7 +385,7 @@ async fn counters_account_for_every_job() {
         .unwrap();
     let mut outputs = (0, 0, 0);
     for handle in handles {
-        match handle.await {
+        match within("a job's handle", handle).await {
             Ok(Ok(_)) => outputs.0 += 1,
             Ok(Err(_)) => outputs.1 += 1,
             Err(err) => {
@@ -378,7 +402,8 @@ async fn counters_account_for_every_job() {
     assert_eq!(accounted(stats), stats.submitted);
 
     pool.abort();
-    assert!(stuck.await.unwrap_err().is_aborted());
+    let stuck = within("the aborted job's handle", stuck).await;
+    assert!(stuck.unwrap_err().is_aborted());
     let stats = pool.stats();
     assert_eq!((stats.failed, stats.panicked, stats.running), (4, 3, 0));
     assert_eq!(accounted(stats), stats.submitted);
@@ -388,12 +413,11 @@ async fn counters_account_for_every_job() {
 async fn a_panic_reaches_the_handle_with_its_payload_and_the_worker_survives() {
     let pool = WorkerPool::new(1);
     let item = 7;
-    let err = pool
+    let handle = pool
         .submit(async move { panic!("worker exploded on item {item}") })
         .await
-        .unwrap()
-        .await
-        .unwrap_err();
+        .unwrap();
+    let err = within("the panicking job", handle).await.unwrap_err();
     assert_eq!(
         err.panic_message().as_deref(),
         Some("worker exploded on item 7")
@@ -405,7 +429,8 @@ async fn a_panic_reaches_the_handle_with_its_payload_and_the_worker_survives() {
         "worker exploded on item 7"
     );
 
-    assert_eq!(pool.submit(async { 1 }).await.unwrap().await.unwrap(), 1);
+    let next = within("the next job", pool.submit(async { 1 }).await.unwrap()).await;
+    assert_eq!(next.unwrap(), 1);
     assert_eq!(pool.stats().workers, 1);
 }
 
@@ -448,7 +473,7 @@ async fn resize_grows_and_shrinks_the_number_of_running_jobs() {
 
     gate.add_permits(10);
     for handle in handles {
-        handle.await.unwrap();
+        within("a job's handle", handle).await.unwrap();
     }
     assert_eq!(pool.stats().completed, 10);
 }
@@ -462,7 +487,8 @@ async fn shrinking_lets_idle_workers_leave_at_once() {
     until("three idle workers left", || pool.stats().workers == 2).await;
     // Two workers and the watcher of the pool's context remain.
     until("their tasks are gone", || alive_tasks() == baseline + 3).await;
-    assert_eq!(pool.submit(async { 3 }).await.unwrap().await.unwrap(), 3);
+    let job = pool.submit(async { 3 }).await.unwrap();
+    assert_eq!(within("a job after shrinking", job).await.unwrap(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,16 +503,16 @@ async fn jobs_run_with_the_pools_context_current() {
             (ctx.value::<Tenant>().map(|t| t.0), ctx.is_cancelled())
         })
         .await
-        .unwrap()
-        .await
         .unwrap();
+    let seen = within("the job reading its context", seen).await.unwrap();
     assert_eq!(seen, (Some("acme"), false));
 
     // The job's context is the pool's: aborting the pool cancels it.
     let job_ctx = pool
         .submit(async { TaskContext::current().unwrap() })
         .await
-        .unwrap()
+        .unwrap();
+    let job_ctx = within("the job returning its context", job_ctx)
         .await
         .unwrap();
     pool.abort();
@@ -504,7 +530,7 @@ async fn a_dropped_handle_does_not_cancel_its_job() {
             .await
             .unwrap(),
     );
-    pool.join().await;
+    within("join", pool.join()).await;
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(pool.stats().completed, 1);
 }
@@ -558,8 +584,8 @@ async fn cpu_bound_jobs_run_on_two_threads_at_once() {
     };
     let mut threads = HashSet::new();
     let mut alone = 0;
-    for handle in submitter.await.unwrap() {
-        let (met, thread) = handle.await.unwrap();
+    for handle in within("the submitter", submitter).await.unwrap() {
+        let (met, thread) = within("a CPU-bound job", handle).await.unwrap();
         alone += usize::from(!met);
         threads.insert(thread);
     }
@@ -627,9 +653,9 @@ proptest! {
                     now.fetch_sub(1, SeqCst);
                     i
                 };
-                handles.push(pool.submit(job).await.unwrap());
+                handles.push(within("submit", pool.submit(job)).await.unwrap());
             }
-            pool.join().await;
+            within("join", pool.join()).await;
             for (i, handle) in handles.into_iter().enumerate() {
                 assert_eq!(handle.now_or_never().expect("done after join").unwrap(), i);
             }
@@ -654,7 +680,7 @@ async fn a_new_job_wakes_an_idle_worker_never_a_busy_one() {
     settle().await;
     assert_eq!(pool.stats().running, 2);
     short.add_permits(1);
-    second.await.unwrap();
+    within("the short job", second).await.unwrap();
     tokio::task::yield_now().await;
 
     // One worker is busy until `long` opens; the other is idle and must take this.
@@ -668,7 +694,7 @@ async fn a_new_job_wakes_an_idle_worker_never_a_busy_one() {
         "ran beside the busy worker"
     );
     long.add_permits(1);
-    first.await.unwrap();
+    within("the long job", first).await.unwrap();
 }
 
 /// Collects what a `fmt` subscriber writes.
@@ -702,7 +728,8 @@ fn jobs_log_inside_a_span_naming_the_pool_and_the_worker() {
         runtime.block_on(async {
             let pool = WorkerPool::new(Workers::new(1).name("thumbnails"));
             let job = async { tracing::info!("resizing") };
-            pool.submit(job).await.unwrap().await.unwrap();
+            let handle = pool.submit(job).await.unwrap();
+            within("the logging job", handle).await.unwrap();
         });
     });
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -721,14 +748,14 @@ async fn pool_handles_and_submissions_can_move_between_tasks() {
     assert_send_sync(&submission);
     let handle = submission.await.unwrap();
     assert_send_sync(&handle);
-    let err = WorkerPool::new(1)
+    let panicking = WorkerPool::new(1)
         .submit(async { panic!("x") })
         .await
-        .unwrap()
-        .await
-        .unwrap_err();
+        .unwrap();
+    let err = within("the panicking job", panicking).await.unwrap_err();
     assert_send_sync(&err);
-    assert_eq!(tokio::spawn(handle).await.unwrap().unwrap(), 1);
+    let moved = within("a handle awaited in another task", tokio::spawn(handle)).await;
+    assert_eq!(moved.unwrap().unwrap(), 1);
 }
 
 /// A handle of a job the pool's context stopped keeps saying so, even when
@@ -743,11 +770,11 @@ async fn aborting_a_pool_its_context_already_stopped_keeps_the_reason() {
     let queued = pool.submit(async {}).await.unwrap();
     ctx.cancel_with(std::io::Error::other("shutting down"));
     let reason = ctx.err().unwrap();
-    pool.join().await;
+    within("join after cancel", pool.join()).await;
 
     pool.abort();
     for handle in [running, queued] {
-        let err = handle.await.unwrap_err();
+        let err = within("a stopped job's handle", handle).await.unwrap_err();
         assert_eq!(err.context_error(), Some(&reason), "{err:?}");
     }
     assert_eq!(
@@ -780,7 +807,9 @@ async fn a_job_panicking_in_drop_is_reported_and_the_worker_survives() {
     let pool = WorkerPool::new(Workers::new(1).buffer(2));
     let broken = pool.submit(PanicsWhenDropped).await.unwrap();
     let next = pool.submit(async { 2 }).await.unwrap();
-    let err = broken.await.unwrap_err();
+    let err = within("the job panicking in drop", broken)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.panic_message().as_deref(),
         Some("dropping the job broke")
@@ -813,15 +842,15 @@ async fn a_dropped_waiting_submit_queues_nothing_and_holds_no_place() {
     assert!(given_up.is_err(), "it was still waiting for room");
 
     gate.add_permits(1);
-    running.await.unwrap();
-    queued.await.unwrap();
+    within("the running job", running).await.unwrap();
+    within("the queued job", queued).await.unwrap();
     let stats = pool.stats();
     assert_eq!((stats.submitted, stats.rejected), (2, 0));
     assert!(
         pool.try_submit(async {}).is_ok(),
         "the dropped submit kept no place"
     );
-    pool.join().await;
+    within("join", pool.join()).await;
     assert!(!ran.load(SeqCst), "the dropped job never ran");
 }
 
@@ -862,5 +891,6 @@ async fn an_unwanted_output_panicking_in_drop_does_not_kill_the_worker() {
 #[tokio::test(start_paused = true)]
 async fn a_huge_buffer_allocates_nothing_up_front() {
     let pool = WorkerPool::new(Workers::new(1).buffer(1 << 40));
-    assert_eq!(pool.submit(async { 1 }).await.unwrap().await.unwrap(), 1);
+    let job = pool.submit(async { 1 }).await.unwrap();
+    assert_eq!(within("the job", job).await.unwrap(), 1);
 }

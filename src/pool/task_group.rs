@@ -2,6 +2,7 @@
 //! and cancel the rest through a shared context.
 
 use std::any::Any;
+use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -34,6 +35,11 @@ use crate::internal::runtime_handle;
 /// * A **panic** in a task is never lost: it cancels the group's context (in
 ///   both modes) and is resumed by `wait`/`wait_all` once every task has ended.
 ///   A panic wins over errors, and the first panic over later ones.
+/// * When an error or a panic stops the group, its context says why, as Go's
+///   `context.Cause` does: [`err`](TaskContext::err) is a
+///   [`ContextError::Cause`](crate::context::ContextError::Cause) holding a
+///   [`GroupStopped`]. (The task's own error goes to `wait`, not into the
+///   context, so `E` needs no bounds.)
 /// * The group's context is a [child](TaskContext::child) of the one given to
 ///   [`new`](Self::new): cancelling the parent cancels the group too, never
 ///   the reverse. It is also cancelled when `wait` returns, as Go's is.
@@ -215,7 +221,7 @@ impl<E: Send + 'static> TaskGroup<E> {
                 if error.is_panic() {
                     lock(&self.outcome.panic).get_or_insert(error.into_panic());
                     self.outcome.failed.store(true, Relaxed);
-                    self.ctx.cancel();
+                    self.ctx.cancel_with(GroupStopped::TaskPanicked);
                 }
             }
         }
@@ -246,13 +252,13 @@ impl<E: Send + 'static> TaskGroup<E> {
                     lock(&outcome.errors).push(error);
                     if fail_fast {
                         outcome.failed.store(true, Relaxed);
-                        ctx.cancel();
+                        ctx.cancel_with(GroupStopped::TaskFailed);
                     }
                 }
                 Err(payload) => {
                     lock(&outcome.panic).get_or_insert(payload);
                     outcome.failed.store(true, Relaxed);
-                    ctx.cancel();
+                    ctx.cancel_with(GroupStopped::TaskPanicked);
                 }
             }
         };
@@ -325,6 +331,48 @@ impl<E: Send + 'static> TaskGroup<E> {
     }
 }
 
+/// Why a [`TaskGroup`] cancelled its own context: the cause its
+/// [`context`](TaskGroup::context) reports once a task has stopped the group,
+/// as Go's `context.Cause` reports errgroup's error. Tasks watching the
+/// context can tell a sibling's failure from a parent's cancellation.
+///
+/// ```
+/// use tokio_conc::pool::GroupStopped;
+/// use tokio_conc::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut group = TaskGroup::new(&TaskContext::background());
+/// let ctx = group.context().clone();
+/// group.spawn(async { Err("disk full") });
+/// assert_eq!(group.wait().await, Err("disk full"));
+///
+/// let err = ctx.err().unwrap();
+/// assert_eq!(err.to_string(), "context cancelled: a task in the group failed");
+/// let cause = err.cause().unwrap().downcast_ref::<GroupStopped>();
+/// assert_eq!(cause, Some(&GroupStopped::TaskFailed));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GroupStopped {
+    /// A task returned `Err` (not with [`keep_going`](TaskGroup::keep_going)).
+    TaskFailed,
+    /// A task panicked.
+    TaskPanicked,
+}
+
+impl fmt::Display for GroupStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GroupStopped::TaskFailed => "a task in the group failed",
+            GroupStopped::TaskPanicked => "a task in the group panicked",
+        })
+    }
+}
+
+impl std::error::Error for GroupStopped {}
+
 /// Joins `limit`'s queue now, at spawn, and waits for a slot later in the
 /// task. The semaphore serves waiters in the order they first asked, and the
 /// runtime may first poll new tasks in another order (a task spawned from a
@@ -355,8 +403,8 @@ impl<E> Drop for TaskGroup<E> {
     }
 }
 
-impl<E> std::fmt::Debug for TaskGroup<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<E> fmt::Debug for TaskGroup<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskGroup")
             .field("tasks", &self.tasks.len())
             .field("fail_fast", &self.fail_fast)
