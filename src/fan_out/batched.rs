@@ -68,7 +68,7 @@ impl<S> Hub<S> {
     /// a branch blocked on this one may be waiting for.
     pub(super) fn took_one(&self, slot: usize) {
         self.batched[slot].fetch_sub(1, Ordering::SeqCst);
-        if self.parked.blocked.any_parked() {
+        if self.parked.blocked.any_parked_after_rmw() {
             self.parked.blocked.wake_all();
         }
     }

@@ -81,6 +81,15 @@ impl WakerSet {
         self.parked.load(Ordering::SeqCst) > 0
     }
 
+    /// [`any_parked`](WakerSet::any_parked) without the fence, for a caller
+    /// whose last write to the resource was a `SeqCst` read-modify-write: the
+    /// handle parks with one too, and reads the resource with a `SeqCst` load,
+    /// so the single order of `SeqCst` operations already keeps the two from
+    /// both missing each other — and the fence is a full barrier per call.
+    pub(crate) fn any_parked_after_rmw(&self) -> bool {
+        self.parked.load(Ordering::SeqCst) > 0
+    }
+
     /// Wakes and forgets every parked handle.
     pub(crate) fn wake_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
