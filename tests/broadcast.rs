@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -13,25 +13,11 @@ use tokio_conc::fan_out::{Branches, BroadcastBranch};
 use tokio_conc::prelude::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-const LONG: Duration = Duration::from_secs(10);
-
-/// `0..len`, counting what was produced.
-fn counted(len: usize) -> (impl Stream<Item = usize> + Send + 'static, Arc<AtomicUsize>) {
-    let produced = Arc::new(AtomicUsize::new(0));
-    let counter = produced.clone();
-    let source = futures::stream::iter(0..len).inspect(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    (source, produced)
-}
-
-/// Whether `branch` has an item ready without waiting.
-async fn ready_now<S: Stream + Unpin>(branch: &mut S) -> Option<Option<S::Item>> {
-    match futures::poll!(branch.next()) {
-        Poll::Ready(item) => Some(item),
-        Poll::Pending => None,
-    }
-}
+mod common;
+use common::{
+    LONG, assert_the_source_panic_spreads, consumer, counted, join_within, ready_now,
+    two_thread_runtime, yield_times,
+};
 
 #[test]
 fn branches_are_send_and_static() {
@@ -62,7 +48,7 @@ async fn every_branch_gets_every_item() {
 /// polled again: the fast branch waits for it.
 #[tokio::test]
 async fn the_slowest_branch_applies_backpressure() {
-    let (source, produced) = counted(100);
+    let (source, produced) = counted(0..100);
     let mut branches = source.broadcast(2, 4);
     let mut slow = branches.pop().unwrap();
     let mut fast = branches.pop().unwrap();
@@ -140,13 +126,9 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() 
         .into_iter()
         .map(|b| tokio::spawn(b.collect::<Vec<_>>()))
         .collect();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(10).await;
     tx.send("hello").await.unwrap();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(10).await;
     drop(tx);
     for task in tasks {
         let got = timeout(LONG, task)
@@ -209,30 +191,9 @@ async fn the_source_is_dropped_with_the_last_branch() {
 async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
     let source = futures::stream::poll_fn(|_| -> Poll<Option<u32>> { panic!("source failed") });
     let mut branches = source.broadcast(2, 4);
-    let mut second = branches.pop().unwrap();
-    let mut first = branches.pop().unwrap();
-    let err = tokio::spawn(async move { first.next().await })
-        .await
-        .unwrap_err();
-    assert!(err.is_panic());
-    let err = tokio::spawn(async move { second.next().await })
-        .await
-        .unwrap_err();
-    let message = err.into_panic();
-    let message = message.downcast_ref::<String>().unwrap();
-    assert!(
-        message.contains("broadcast: the source panicked"),
-        "{message}"
-    );
-}
-
-#[derive(Clone, Debug)]
-struct Consumer {
-    pace: Vec<u8>,
-}
-
-fn consumer() -> impl Strategy<Value = Consumer> {
-    proptest::collection::vec(0_u8..5, 1..8).prop_map(|pace| Consumer { pace })
+    let second = branches.pop().unwrap();
+    let first = branches.pop().unwrap();
+    assert_the_source_panic_spreads(first, second, "broadcast").await;
 }
 
 proptest! {
@@ -259,11 +220,7 @@ proptest! {
                 flag.store(true, Ordering::SeqCst);
             }
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         let per_branch: Vec<Vec<usize>> = runtime.block_on(async {
             let tasks: Vec<_> = source
                 .broadcast(n, capacity)
@@ -278,19 +235,13 @@ proptest! {
                             consumed[index].fetch_add(1, Ordering::SeqCst);
                             assert!(branch.len() <= capacity);
                             got.push(item);
-                            for _ in 0..consumer.pace[got.len() % consumer.pace.len()] {
-                                tokio::task::yield_now().await;
-                            }
+                            consumer.pause(got.len()).await;
                         }
                         got
                     })
                 })
                 .collect();
-            let mut per_branch = Vec::new();
-            for task in tasks {
-                per_branch.push(timeout(LONG, task).await.expect("hang").unwrap());
-            }
-            per_branch
+            join_within(tasks).await
         });
         prop_assert!(!overrun.load(Ordering::SeqCst), "the source ran ahead of the slowest branch");
         for got in per_branch {

@@ -349,6 +349,9 @@ async fn logs_inside_a_spawned_task_carry_the_context_values() {
         .with_ansi(false)
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
+    // Other tests in this binary may have hit the span's callsite with no
+    // subscriber and cached "never"; recompute now that this one is installed.
+    tracing::callsite::rebuild_interest_cache();
 
     let ctx = TaskContext::background().with_span_value(SessionId(42));
     // A current-thread test runtime polls the task on this thread, where the

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::stream::FusedStream;
@@ -15,7 +15,11 @@ use tokio_conc::fan_out::{Branch, Branches};
 use tokio_conc::prelude::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::{
+    LONG, WakeCounter, assert_the_source_panic_spreads, join_within, two_thread_runtime,
+    yield_times,
+};
 
 /// A source that counts the items it produced and records being dropped.
 struct Tracked<S> {
@@ -49,15 +53,6 @@ impl<S: Stream + Unpin> Stream for Tracked<S> {
 impl<S> Drop for Tracked<S> {
     fn drop(&mut self) {
         self.dropped.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Counts its wake-ups.
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -145,9 +140,7 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_yields() {
         .into_iter()
         .map(|mut branch| tokio::spawn(async move { branch.next().await }))
         .collect();
-    for _ in 0..10 {
-        tokio::task::yield_now().await; // every branch polls and parks
-    }
+    yield_times(10).await; // every branch polls and parks
     for item in 0..4 {
         tx.send(item).await.unwrap();
     }
@@ -172,9 +165,7 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_ends() {
         .into_iter()
         .map(|mut branch| tokio::spawn(async move { branch.next().await }))
         .collect();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(10).await;
     drop(tx);
     for task in tasks {
         let got = timeout(LONG, task)
@@ -193,13 +184,9 @@ async fn dropping_the_last_parked_branch_strands_no_other() {
     let mut last = branches.pop().unwrap();
     let mut first = branches.pop().unwrap();
     let first = tokio::spawn(async move { first.next().await });
-    for _ in 0..5 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(5).await;
     let last = tokio::spawn(async move { last.next().await });
-    for _ in 0..5 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(5).await;
     last.abort();
     assert!(last.await.unwrap_err().is_cancelled());
     tx.send(42).await.unwrap();
@@ -238,7 +225,7 @@ async fn a_branch_that_finds_the_source_busy_is_woken_when_it_is_free() {
         .await
         .unwrap();
 
-    let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let woken = WakeCounter::new();
     let waker = Waker::from(woken.clone());
     let mut cx = Context::from_waker(&waker);
     assert_eq!(
@@ -251,7 +238,7 @@ async fn a_branch_that_finds_the_source_busy_is_woken_when_it_is_free() {
     let (first, _busy) = holder.await.unwrap();
     assert_eq!(first, Some(1));
     timeout(LONG, async {
-        while woken.0.load(Ordering::SeqCst) == 0 {
+        while woken.count() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
@@ -272,9 +259,7 @@ async fn cancelling_the_context_ends_parked_and_running_branches() {
         .into_iter()
         .map(|mut branch| tokio::spawn(async move { branch.next().await }))
         .collect();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(10).await;
     tx.send(2).await.unwrap(); // would be delivered, were it not for the cancel
     ctx.cancel();
     assert_eq!(active.next().await, None);
@@ -320,21 +305,9 @@ async fn a_panicking_source_panics_its_branch_and_then_the_others() {
     });
     let mut branches = source.fan_out(2);
     assert_eq!(branches[0].next().await, Some(1));
-    let mut first = branches.remove(0);
-    let panicked = tokio::spawn(async move { first.next().await })
-        .await
-        .unwrap_err();
-    assert!(panicked.is_panic());
-    let mut second = branches.remove(0);
-    let err = tokio::spawn(async move { second.next().await })
-        .await
-        .unwrap_err();
-    let message = err.into_panic();
-    let message = message.downcast_ref::<String>().unwrap();
-    assert!(
-        message.contains("fan_out: the source panicked"),
-        "{message}"
-    );
+    let second = branches.pop().unwrap();
+    let first = branches.pop().unwrap();
+    assert_the_source_panic_spreads(first, second, "fan_out").await;
 }
 
 /// Nothing is spawned: the branches themselves poll the source, so no task
@@ -428,9 +401,7 @@ async fn consume<T>(mut branch: impl Stream<Item = T> + Unpin, consumer: Consume
         if consumer.quit_after == Some(got.len()) {
             break;
         }
-        for _ in 0..consumer.pace[round % consumer.pace.len()] {
-            tokio::task::yield_now().await;
-        }
+        yield_times(consumer.pace[round % consumer.pace.len()].into()).await;
         match branch.next().await {
             Some(item) => got.push(item),
             None => break,
@@ -450,11 +421,7 @@ proptest! {
         mut consumers in proptest::collection::vec(consumer(), 1..7),
     ) {
         consumers[0].quit_after = None; // someone must read to the end
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         let per_branch: Vec<Vec<usize>> = runtime.block_on(async {
             let tasks: Vec<_> = futures::stream::iter(0..len)
                 .fan_out(consumers.len())
@@ -462,11 +429,7 @@ proptest! {
                 .zip(consumers)
                 .map(|(branch, consumer)| tokio::spawn(consume(branch, consumer)))
                 .collect();
-            let mut per_branch = Vec::new();
-            for task in tasks {
-                per_branch.push(timeout(LONG, task).await.expect("hang").unwrap());
-            }
-            per_branch
+            join_within(tasks).await
         });
         for got in &per_branch {
             prop_assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");

@@ -361,7 +361,11 @@ mod spans {
     pub fn install() -> (Spans, tracing::subscriber::DefaultGuard) {
         let spans = Spans::default();
         let subscriber = tracing_subscriber::registry().with(spans.clone());
-        (spans, tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Other tests in this binary may have hit the worker span's callsite
+        // with no subscriber and cached "never"; recompute with this one.
+        tracing::callsite::rebuild_interest_cache();
+        (spans, guard)
     }
 }
 

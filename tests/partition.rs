@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -13,7 +13,11 @@ use tokio_conc::fan_out::{Branches, DEFAULT_LANE_CAPACITY, Lane};
 use tokio_conc::prelude::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-const LONG: Duration = Duration::from_secs(10);
+mod common;
+use common::{
+    LONG, assert_the_source_panic_spreads, consumer, counted, join_within, ready_now,
+    two_thread_runtime, yield_times,
+};
 
 type Item = (u32, usize); // (key, position in the source)
 
@@ -39,22 +43,6 @@ async fn key_per_lane(n: usize) -> Vec<u32> {
         }
     }
     keys.into_iter().flatten().collect()
-}
-
-fn counted(items: Vec<Item>) -> (impl Stream<Item = Item> + Send + 'static, Arc<AtomicUsize>) {
-    let produced = Arc::new(AtomicUsize::new(0));
-    let counter = produced.clone();
-    let source = futures::stream::iter(items).inspect(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    (source, produced)
-}
-
-async fn ready_now<S: Stream + Unpin>(lane: &mut S) -> Option<Option<S::Item>> {
-    match futures::poll!(lane.next()) {
-        Poll::Ready(item) => Some(item),
-        Poll::Pending => None,
-    }
 }
 
 #[test]
@@ -207,15 +195,11 @@ async fn lanes_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() {
         .into_iter()
         .map(|lane| tokio::spawn(lane.collect::<Vec<_>>()))
         .collect();
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(10).await;
     for (position, &k) in keys.iter().enumerate() {
         tx.send((k, position)).await.unwrap();
     }
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    yield_times(10).await;
     drop(tx);
     for (lane, task) in tasks.into_iter().enumerate() {
         let got = timeout(LONG, task)
@@ -259,30 +243,9 @@ async fn cancel_ends_every_lane_and_drops_what_they_hold() {
 async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
     let source = futures::stream::poll_fn(|_| -> Poll<Option<u32>> { panic!("source failed") });
     let mut branches = source.partition(2, |x: &u32| *x);
-    let mut second = branches.pop().unwrap();
-    let mut first = branches.pop().unwrap();
-    let err = tokio::spawn(async move { first.next().await })
-        .await
-        .unwrap_err();
-    assert!(err.is_panic());
-    let err = tokio::spawn(async move { second.next().await })
-        .await
-        .unwrap_err();
-    let message = err.into_panic();
-    let message = message.downcast_ref::<String>().unwrap();
-    assert!(
-        message.contains("partition: the source panicked"),
-        "{message}"
-    );
-}
-
-#[derive(Clone, Debug)]
-struct Consumer {
-    pace: Vec<u8>,
-}
-
-fn consumer() -> impl Strategy<Value = Consumer> {
-    proptest::collection::vec(0_u8..5, 1..8).prop_map(|pace| Consumer { pace })
+    let second = branches.pop().unwrap();
+    let first = branches.pop().unwrap();
+    assert_the_source_panic_spreads(first, second, "partition").await;
 }
 
 proptest! {
@@ -308,11 +271,7 @@ proptest! {
                 flag.store(true, Ordering::SeqCst);
             }
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         let per_lane: Vec<Vec<Item>> = runtime.block_on(async {
             let tasks: Vec<_> = source
                 .partition_with(n, capacity, key)
@@ -326,19 +285,13 @@ proptest! {
                             consumed.fetch_add(1, Ordering::SeqCst);
                             assert!(lane.len() <= capacity);
                             got.push(item);
-                            for _ in 0..consumer.pace[got.len() % consumer.pace.len()] {
-                                tokio::task::yield_now().await;
-                            }
+                            consumer.pause(got.len()).await;
                         }
                         got
                     })
                 })
                 .collect();
-            let mut per_lane = Vec::new();
-            for task in tasks {
-                per_lane.push(timeout(LONG, task).await.expect("hang").unwrap());
-            }
-            per_lane
+            join_within(tasks).await
         });
         prop_assert!(!overrun.load(Ordering::SeqCst), "the source ran ahead of the lanes");
         for k in 0..8 {

@@ -721,6 +721,9 @@ fn jobs_log_inside_a_span_naming_the_pool_and_the_worker() {
         .without_time()
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests in this binary may have hit the worker span's callsite
+        // with no subscriber and cached "never"; recompute with this one.
+        tracing::callsite::rebuild_interest_cache();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -3,14 +3,15 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
 
-use super::{Branches, CancelHint, CancelWatch, Parked, WakeOnUnwind, lock};
+use super::batched::{BatchedBranch, BatchedState, Hub, Refill, Refilled};
+use super::{Branches, CancelWatch, Parked};
 
 const OPERATOR: &str = "broadcast";
 
@@ -61,26 +62,19 @@ where
     let parked = Parked::new(branches.count());
     let source_waker = Waker::from(Arc::clone(&parked));
     let cancel = branches.cancel_watch(&source_waker);
-    let shared = Arc::new(Shared {
-        cancel_hint: cancel.as_ref().map(CancelWatch::hint),
-        state: Mutex::new(State {
-            source: Some(Box::pin(source)),
-            buffers: (0..branches.count())
-                .map(|_| Some(VecDeque::new()))
-                .collect(),
-            capacity,
-            cancel,
-        }),
-        batched: (0..branches.count()).map(|_| AtomicUsize::new(0)).collect(),
-        source_waker,
-        parked,
-    });
+    let cancel_hint = cancel.as_ref().map(CancelWatch::hint);
+    let state = State {
+        source: Some(Box::pin(source)),
+        buffers: (0..branches.count())
+            .map(|_| Some(VecDeque::new()))
+            .collect(),
+        capacity,
+        cancel,
+    };
+    let hub = Hub::new(state, branches.count(), parked, source_waker, cancel_hint);
     (0..branches.count())
         .map(|slot| BroadcastBranch {
-            shared: Arc::clone(&shared),
-            slot,
-            batch: VecDeque::new(),
-            done: false,
+            inner: BatchedBranch::new(&hub, slot),
         })
         .collect()
 }
@@ -90,25 +84,7 @@ where
 /// `Send + 'static`: move it into its own task. Dropping it releases the
 /// others from waiting for it.
 pub struct BroadcastBranch<T> {
-    shared: Arc<Shared<T>>,
-    slot: usize,
-    /// Items moved out of this branch's buffer in one go, so that taking each
-    /// of them needs no lock. They still count against `capacity` (through
-    /// `Shared::batched`) until taken.
-    batch: VecDeque<T>,
-    done: bool,
-}
-
-struct Shared<T> {
-    state: Mutex<State<T>>,
-    /// Per branch: how many items its `batch` holds. Set under the lock, taken
-    /// down without it, read (under the lock) by a branch deciding whether
-    /// every branch has room for another item.
-    batched: Box<[AtomicUsize]>,
-    parked: Arc<Parked>,
-    /// Wakes every parked branch; the only waker the source is polled with.
-    source_waker: Waker,
-    cancel_hint: Option<CancelHint>,
+    inner: BatchedBranch<T, State<T>>,
 }
 
 struct State<T> {
@@ -128,7 +104,7 @@ struct Pulled {
     ended: bool,
 }
 
-impl<T: Clone> State<T> {
+impl<T> BatchedState<T> for State<T> {
     fn cancelled(&mut self) -> bool {
         if !self.cancel.as_mut().is_some_and(CancelWatch::is_cancelled) {
             return false;
@@ -138,6 +114,12 @@ impl<T: Clone> State<T> {
         true
     }
 
+    fn buffer(&mut self, slot: usize) -> Option<&mut VecDeque<T>> {
+        self.buffers[slot].as_mut()
+    }
+}
+
+impl<T: Clone> State<T> {
     /// The room left for the fullest live branch: its buffer and its batch.
     fn room(&self, batched: &[AtomicUsize]) -> usize {
         let held = |(buffer, batched): (&Option<VecDeque<T>>, &AtomicUsize)| {
@@ -186,117 +168,62 @@ impl<T: Clone> State<T> {
             buffer.push_back(item);
         }
     }
-
-    /// Moves the branch's whole buffer into its (empty) batch.
-    fn take_batch(&mut self, slot: usize, batch: &mut VecDeque<T>, batched: &AtomicUsize) {
-        if let Some(buffer) = self.buffers[slot].as_mut() {
-            std::mem::swap(buffer, batch);
-            batched.store(batch.len(), Ordering::SeqCst);
-        }
-    }
 }
 
 impl<T: Clone> Stream for BroadcastBranch<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        let this = &mut *self;
-        let shared = &*this.shared;
-        let slot = this.slot;
+        self.inner.poll_next(cx, OPERATOR, refill)
+    }
+}
 
-        // The batch needs no lock — unless a cancellation may have happened,
-        // which only the lock can confirm.
-        let maybe_cancelled = shared.cancel_hint.as_ref().is_some_and(CancelHint::raised);
-        if !maybe_cancelled {
-            if let Some(item) = this.batch.pop_front() {
-                shared.took_one(slot);
-                coop.made_progress();
-                return Poll::Ready(Some(item));
-            }
+/// The branch's batch and buffer are empty: poll the source for every branch,
+/// unless a slower one is full.
+fn refill<T: Clone>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
+    let Refill {
+        mut state,
+        hub,
+        slot,
+        batch,
+        cx,
+        epoch,
+        unblocked: _,
+    } = refill;
+    if state.source.is_none() {
+        return Refilled::End;
+    }
+    if state.room(&hub.batched) == 0 {
+        // A slower branch is full: wait until it takes an item. It takes
+        // items from its batch without the lock, so park first and look
+        // again (the fences order this against its `took_one`).
+        hub.parked.blocked.register(slot, cx.waker());
+        fence(Ordering::SeqCst);
+        if state.room(&hub.batched) == 0 {
+            return Refilled::Pending;
         }
+        hub.parked.blocked.unregister(slot);
+    }
 
-        let _wake = WakeOnUnwind(&shared.source_waker);
-        let mut state = lock(&shared.state, OPERATOR);
-        let epoch = shared.parked.waiting.epoch();
-        if state.cancelled() {
-            this.batch.clear();
-            shared.batched[slot].store(0, Ordering::SeqCst);
-            drop(state);
-            shared.source_waker.wake_by_ref();
-            this.done = true;
-            return Poll::Ready(None);
-        }
-        if this.batch.is_empty() {
-            state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
-        }
-        if let Some(item) = this.batch.pop_front() {
-            drop(state);
-            shared.took_one(slot);
-            coop.made_progress();
-            return Poll::Ready(Some(item));
-        }
-        if state.source.is_none() {
-            drop(state);
-            this.done = true;
-            return Poll::Ready(None);
-        }
-        if state.room(&shared.batched) == 0 {
-            // A slower branch is full: wait until it takes an item. It takes
-            // items from its batch without the lock, so park first and look
-            // again (the fences order this against its `took_one`).
-            shared.parked.blocked.register(slot, cx.waker());
-            fence(Ordering::SeqCst);
-            if state.room(&shared.batched) == 0 {
-                return Poll::Pending;
-            }
-            shared.parked.blocked.unregister(slot);
-        }
-
-        let pulled = state.pull(
-            &shared.batched,
-            &mut Context::from_waker(&shared.source_waker),
-        );
-        state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
-        let next = this.batch.pop_front();
-        if next.is_none() && !pulled.ended {
-            shared.parked.waiting.park(slot, cx.waker(), epoch);
-        }
-        drop(state);
-        if pulled.any || pulled.ended {
-            shared.source_waker.wake_by_ref();
-        }
-        match next {
-            Some(item) => {
-                shared.took_one(slot);
-                coop.made_progress();
-                Poll::Ready(Some(item))
-            }
-            None if pulled.ended => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            None => Poll::Pending,
-        }
+    let pulled = state.pull(&hub.batched, &mut Context::from_waker(&hub.source_waker));
+    state.take_batch(slot, batch, &hub.batched[slot]);
+    let next = batch.pop_front();
+    if next.is_none() && !pulled.ended {
+        hub.parked.waiting.park(slot, cx.waker(), epoch);
+    }
+    drop(state);
+    if pulled.any || pulled.ended {
+        hub.source_waker.wake_by_ref();
+    }
+    match next {
+        Some(item) => Refilled::Item(item),
+        None if pulled.ended => Refilled::End,
+        None => Refilled::Pending,
     }
 }
 
 // Nothing in a branch is structurally pinned: its items are only moved.
 impl<T> Unpin for BroadcastBranch<T> {}
-
-impl<T> Shared<T> {
-    /// Branch `slot` took an item from its batch: one more item of room, which
-    /// a branch blocked on this one may be waiting for.
-    fn took_one(&self, slot: usize) {
-        self.batched[slot].fetch_sub(1, Ordering::SeqCst);
-        if self.parked.blocked.any_parked() {
-            self.parked.blocked.wake_all();
-        }
-    }
-}
 
 impl<T> BroadcastBranch<T> {
     /// How many items this branch holds, received but not yet taken (at most
@@ -316,11 +243,7 @@ impl<T> BroadcastBranch<T> {
     /// # }
     /// ```
     pub fn len(&self) -> usize {
-        let state = self.shared.state.lock();
-        let buffered = state.map_or(0, |s| {
-            s.buffers[self.slot].as_ref().map_or(0, VecDeque::len)
-        });
-        buffered + self.batch.len()
+        self.inner.len()
     }
 
     /// Whether this branch holds no item.
@@ -337,36 +260,34 @@ impl<T> BroadcastBranch<T> {
 
 impl<T: Clone> FusedStream for BroadcastBranch<T> {
     fn is_terminated(&self) -> bool {
-        self.done
+        self.inner.done
     }
 }
 
 impl<T> Drop for BroadcastBranch<T> {
     fn drop(&mut self) {
-        let shared = &*self.shared;
-        shared.parked.unregister(self.slot);
+        let hub = &*self.inner.hub;
+        let slot = self.inner.slot;
+        hub.parked.unregister(slot);
         // A poisoned lock: the source panicked, and nobody will poll it again.
-        let Ok(mut state) = shared.state.lock() else {
+        let Ok(mut state) = hub.state.lock() else {
             return;
         };
-        state.buffers[self.slot] = None;
-        shared.batched[self.slot].store(0, Ordering::SeqCst);
+        state.buffers[slot] = None;
+        hub.batched[slot].store(0, Ordering::SeqCst);
         if state.buffers.iter().all(Option::is_none) {
             state.source = None;
         }
         drop(state);
         // The others may have been waiting for this branch.
-        if shared.parked.blocked.any_parked() {
-            shared.parked.blocked.wake_all();
+        if hub.parked.blocked.any_parked() {
+            hub.parked.blocked.wake_all();
         }
     }
 }
 
 impl<T> fmt::Debug for BroadcastBranch<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BroadcastBranch")
-            .field("index", &self.slot)
-            .field("done", &self.done)
-            .finish_non_exhaustive()
+        self.inner.fmt_as("BroadcastBranch", f)
     }
 }

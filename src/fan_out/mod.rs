@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+mod batched;
 mod branch;
 mod branches;
 mod broadcast;

@@ -106,28 +106,20 @@ impl fmt::Debug for CancelWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::internal::wake_counter::WakeCounter;
 
     #[test]
     fn cancelling_raises_the_hint_and_wakes_the_waiters() {
         let token = CancellationToken::new();
-        let woken = Arc::new(Counter(AtomicUsize::new(0)));
-        let mut watch = CancelWatch::new(token.child_token(), Waker::from(woken.clone()));
+        let woken = WakeCounter::new();
+        let mut watch = CancelWatch::new(token.child_token(), woken.waker());
         let hint = watch.hint();
         assert!(!hint.raised());
         assert!(!watch.is_cancelled());
         token.cancel();
         assert!(hint.raised());
         assert!(watch.is_cancelled());
-        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert_eq!(woken.count(), 1);
     }
 
     #[test]

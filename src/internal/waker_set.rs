@@ -81,6 +81,15 @@ impl WakerSet {
         self.parked.load(Ordering::SeqCst) > 0
     }
 
+    /// [`any_parked`](WakerSet::any_parked) without the fence, for a caller
+    /// whose last write to the resource was a `SeqCst` read-modify-write: the
+    /// handle parks with one too, and reads the resource with a `SeqCst` load,
+    /// so the single order of `SeqCst` operations already keeps the two from
+    /// both missing each other — and the fence is a full barrier per call.
+    pub(crate) fn any_parked_after_rmw(&self) -> bool {
+        self.parked.load(Ordering::SeqCst) > 0
+    }
+
     /// Wakes and forgets every parked handle.
     pub(crate) fn wake_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -107,34 +116,20 @@ impl WakerSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::internal::wake_counter::WakeCounter;
 
     #[test]
     fn wake_all_wakes_each_parked_slot_once() {
         let set = WakerSet::new(3);
-        let counters: Vec<_> = (0..3)
-            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
-            .collect();
-        let wakers: Vec<Waker> = counters.iter().map(|c| Waker::from(c.clone())).collect();
+        let counters: Vec<_> = (0..3).map(|_| WakeCounter::new()).collect();
+        let wakers: Vec<Waker> = counters.iter().map(WakeCounter::waker).collect();
         set.register(0, &wakers[0]);
         set.register(2, &wakers[2]);
         set.register(2, &wakers[2]);
         assert!(set.any_parked());
         set.wake_all();
         set.wake_all();
-        let woken: Vec<usize> = counters
-            .iter()
-            .map(|c| c.0.load(Ordering::SeqCst))
-            .collect();
+        let woken: Vec<usize> = counters.iter().map(|c| c.count()).collect();
         assert_eq!(woken, [1, 0, 1]);
         assert!(!set.any_parked());
     }
@@ -142,21 +137,21 @@ mod tests {
     #[test]
     fn park_after_a_missed_wake_wakes_at_once() {
         let set = WakerSet::new(1);
-        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let counter = WakeCounter::new();
         let epoch = set.epoch();
         set.wake_all(); // nobody parked yet: this wake-up would be lost
-        set.park(0, &Waker::from(counter.clone()), epoch);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        set.park(0, &counter.waker(), epoch);
+        assert_eq!(counter.count(), 1);
     }
 
     #[test]
     fn unregister_forgets_the_slot() {
         let set = WakerSet::new(2);
-        let counter = Arc::new(Counter(AtomicUsize::new(0)));
-        set.register(1, &Waker::from(counter.clone()));
+        let counter = WakeCounter::new();
+        set.register(1, &counter.waker());
         set.unregister(1);
         set.wake_all();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.count(), 0);
         assert!(!set.any_parked());
     }
 }

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use futures::stream::BoxStream;
 
+use super::super::batched::BatchedState;
 use crate::internal::cancel_watch::CancelWatch;
 
 /// The most source items one poll of a lane takes while looking for one of its
@@ -39,8 +40,8 @@ pub(super) struct Pulled {
     pub(super) limited: bool,
 }
 
-impl<T> State<T> {
-    pub(super) fn cancelled(&mut self) -> bool {
+impl<T> BatchedState<T> for State<T> {
+    fn cancelled(&mut self) -> bool {
         if !self.cancel.as_mut().is_some_and(CancelWatch::is_cancelled) {
             return false;
         }
@@ -50,6 +51,17 @@ impl<T> State<T> {
         true
     }
 
+    fn buffer(&mut self, slot: usize) -> Option<&mut VecDeque<T>> {
+        self.lanes[slot].as_mut()
+    }
+
+    /// The held item's lane may have taken items (without the lock) since.
+    fn unblock(&mut self, batched: &[AtomicUsize]) -> bool {
+        self.release_held(batched)
+    }
+}
+
+impl<T> State<T> {
     /// Whether `lane` (live) has room: its buffer and its batch under capacity.
     pub(super) fn has_room(&self, lane: usize, batched: &[AtomicUsize]) -> bool {
         let buffered = self.lanes[lane].as_ref().map_or(0, VecDeque::len);
@@ -71,19 +83,6 @@ impl<T> State<T> {
             None => self.skip(lane, 1),
         }
         true
-    }
-
-    /// Moves the lane's whole buffer into its (empty) batch.
-    pub(super) fn take_batch(
-        &mut self,
-        slot: usize,
-        batch: &mut VecDeque<T>,
-        batched: &AtomicUsize,
-    ) {
-        if let Some(buffer) = self.lanes[slot].as_mut() {
-            std::mem::swap(buffer, batch);
-            batched.store(batch.len(), Ordering::SeqCst);
-        }
     }
 
     /// Polls the source until `slot` has an item, an item is held for a full

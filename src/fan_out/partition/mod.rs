@@ -4,16 +4,17 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 use futures::stream::FusedStream;
 
 mod lanes;
 
-use super::{Branches, CancelHint, CancelWatch, Parked, WakeOnUnwind, lock};
+use super::batched::{BatchedBranch, BatchedState, Hub, Refill, Refilled};
+use super::{Branches, CancelWatch, Parked};
 use lanes::State;
 
 const OPERATOR: &str = "partition";
@@ -111,27 +112,20 @@ where
         key_fn(item).hash(&mut hasher);
         (hasher.finish() % lanes as u64) as usize
     };
-    let shared = Arc::new(Shared {
-        cancel_hint: cancel.as_ref().map(CancelWatch::hint),
-        batched: (0..lanes).map(|_| AtomicUsize::new(0)).collect(),
-        state: Mutex::new(State {
-            source: Some(Box::pin(source)),
-            lanes: (0..lanes).map(|_| Some(VecDeque::new())).collect(),
-            capacity,
-            held: None,
-            route: Box::new(route),
-            skipped: 0,
-            cancel,
-        }),
-        source_waker,
-        parked,
-    });
+    let cancel_hint = cancel.as_ref().map(CancelWatch::hint);
+    let state = State {
+        source: Some(Box::pin(source)),
+        lanes: (0..lanes).map(|_| Some(VecDeque::new())).collect(),
+        capacity,
+        held: None,
+        route: Box::new(route),
+        skipped: 0,
+        cancel,
+    };
+    let hub = Hub::new(state, lanes, parked, source_waker, cancel_hint);
     (0..lanes)
         .map(|slot| Lane {
-            shared: Arc::clone(&shared),
-            slot,
-            batch: VecDeque::new(),
-            done: false,
+            inner: BatchedBranch::new(&hub, slot),
         })
         .collect()
 }
@@ -140,156 +134,89 @@ where
 ///
 /// `Send + 'static`: move it into its own task.
 pub struct Lane<T> {
-    shared: Arc<Shared<T>>,
-    slot: usize,
-    /// Items moved out of this lane's buffer in one go, so that taking each of
-    /// them needs no lock. They still count against the capacity (through
-    /// `Shared::batched`) until taken.
-    batch: VecDeque<T>,
-    done: bool,
-}
-
-struct Shared<T> {
-    state: Mutex<State<T>>,
-    /// Per lane: how many items its `batch` holds. Set under the lock, taken
-    /// down without it, read (under the lock) when routing an item.
-    batched: Box<[AtomicUsize]>,
-    parked: Arc<Parked>,
-    /// Wakes every parked lane; the only waker the source is polled with.
-    source_waker: Waker,
-    cancel_hint: Option<CancelHint>,
+    inner: BatchedBranch<T, State<T>>,
 }
 
 impl<T> Stream for Lane<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        let this = &mut *self;
-        let shared = &*this.shared;
-        let slot = this.slot;
+        self.inner.poll_next(cx, OPERATOR, refill)
+    }
+}
 
-        // The batch needs no lock — unless a cancellation may have happened,
-        // which only the lock can confirm.
-        let maybe_cancelled = shared.cancel_hint.as_ref().is_some_and(CancelHint::raised);
-        if !maybe_cancelled {
-            if let Some(item) = this.batch.pop_front() {
-                shared.took_one(slot);
-                coop.made_progress();
-                return Poll::Ready(Some(item));
-            }
+/// The lane's batch and buffer are empty: poll the source until an item for
+/// this lane turns up, unless the held item blocks it.
+fn refill<T>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
+    let Refill {
+        mut state,
+        hub,
+        slot,
+        batch,
+        cx,
+        epoch,
+        unblocked: mut released,
+    } = refill;
+    if state.held.is_some() {
+        // The held item is for another lane, which is full: wait until it
+        // takes an item. It takes items from its batch without the lock,
+        // so park first and look again (the fences order this against its
+        // `took_one`).
+        hub.parked.blocked.register(slot, cx.waker());
+        fence(Ordering::SeqCst);
+        if !state.release_held(&hub.batched) {
+            return Refilled::Pending;
         }
+        hub.parked.blocked.unregister(slot);
+        released = true;
+    }
+    if state.source.is_none() {
+        return Refilled::End;
+    }
 
-        let _wake = WakeOnUnwind(&shared.source_waker);
-        let mut state = lock(&shared.state, OPERATOR);
-        let epoch = shared.parked.waiting.epoch();
-        if state.cancelled() {
-            this.batch.clear();
-            shared.batched[slot].store(0, Ordering::SeqCst);
-            drop(state);
-            shared.source_waker.wake_by_ref();
-            this.done = true;
-            return Poll::Ready(None);
-        }
-        // The held item's lane may have taken items (without the lock) since.
-        let mut released = state.release_held(&shared.batched);
-        if this.batch.is_empty() {
-            state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
-        }
-        if let Some(item) = this.batch.pop_front() {
-            drop(state);
-            if released {
-                shared.parked.blocked.wake_all();
-            }
-            shared.took_one(slot);
-            coop.made_progress();
-            return Poll::Ready(Some(item));
-        }
+    let pulled = state.pull(
+        slot,
+        &hub.batched,
+        &mut Context::from_waker(&hub.source_waker),
+    );
+    state.take_batch(slot, batch, &hub.batched[slot]);
+    let next = batch.pop_front();
+    let end = next.is_none() && state.source.is_none() && state.held.is_none();
+    if next.is_none() && !end && !pulled.limited {
         if state.held.is_some() {
-            // The held item is for another lane, which is full: wait until it
-            // takes an item. It takes items from its batch without the lock,
-            // so park first and look again (the fences order this against its
-            // `took_one`).
-            shared.parked.blocked.register(slot, cx.waker());
+            // Blocked behind a full lane: park and look again, as above.
+            // If it took an item meanwhile, the source is free: wake the
+            // blocked lanes, this one included.
+            hub.parked.blocked.register(slot, cx.waker());
             fence(Ordering::SeqCst);
-            if !state.release_held(&shared.batched) {
-                return Poll::Pending;
+            if state.release_held(&hub.batched) {
+                hub.parked.blocked.wake_all();
             }
-            shared.parked.blocked.unregister(slot);
-            released = true;
+        } else {
+            hub.parked.waiting.park(slot, cx.waker(), epoch);
         }
-        if state.source.is_none() {
-            drop(state);
-            this.done = true;
-            return Poll::Ready(None);
-        }
-
-        let pulled = state.pull(
-            slot,
-            &shared.batched,
-            &mut Context::from_waker(&shared.source_waker),
-        );
-        state.take_batch(slot, &mut this.batch, &shared.batched[slot]);
-        let next = this.batch.pop_front();
-        let end = next.is_none() && state.source.is_none() && state.held.is_none();
-        if next.is_none() && !end && !pulled.limited {
-            if state.held.is_some() {
-                // Blocked behind a full lane: park and look again, as above.
-                // If it took an item meanwhile, the source is free: wake the
-                // blocked lanes, this one included.
-                shared.parked.blocked.register(slot, cx.waker());
-                fence(Ordering::SeqCst);
-                if state.release_held(&shared.batched) {
-                    shared.parked.blocked.wake_all();
-                }
-            } else {
-                shared.parked.waiting.park(slot, cx.waker(), epoch);
+    }
+    drop(state);
+    if pulled.for_others || pulled.ended {
+        hub.source_waker.wake_by_ref();
+    } else if released {
+        hub.parked.blocked.wake_all();
+    }
+    match next {
+        Some(item) => Refilled::Item(item),
+        None if end => Refilled::End,
+        None => {
+            if pulled.limited {
+                // The source is still ready: come back after a yield.
+                cx.waker().wake_by_ref();
             }
-        }
-        drop(state);
-        if pulled.for_others || pulled.ended {
-            shared.source_waker.wake_by_ref();
-        } else if released {
-            shared.parked.blocked.wake_all();
-        }
-        match next {
-            Some(item) => {
-                shared.took_one(slot);
-                coop.made_progress();
-                Poll::Ready(Some(item))
-            }
-            None if end => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            None => {
-                if pulled.limited {
-                    // The source is still ready: come back after a yield.
-                    cx.waker().wake_by_ref();
-                }
-                Poll::Pending
-            }
+            Refilled::Pending
         }
     }
 }
 
 // Nothing in a lane is structurally pinned: its items are only moved.
 impl<T> Unpin for Lane<T> {}
-
-impl<T> Shared<T> {
-    /// Lane `slot` took an item from its batch: one more item of room, which
-    /// the item held for this lane (and the lanes blocked behind it) may be
-    /// waiting for.
-    fn took_one(&self, slot: usize) {
-        self.batched[slot].fetch_sub(1, Ordering::SeqCst);
-        if self.parked.blocked.any_parked() {
-            self.parked.blocked.wake_all();
-        }
-    }
-}
 
 impl<T> Lane<T> {
     /// How many items this lane holds, routed to it but not yet taken (at most
@@ -307,9 +234,7 @@ impl<T> Lane<T> {
     /// # }
     /// ```
     pub fn len(&self) -> usize {
-        let state = self.shared.state.lock();
-        let buffered = state.map_or(0, |s| s.lanes[self.slot].as_ref().map_or(0, VecDeque::len));
-        buffered + self.batch.len()
+        self.inner.len()
     }
 
     /// Whether this lane holds no item.
@@ -340,46 +265,44 @@ impl<T> Lane<T> {
     /// # }
     /// ```
     pub fn skipped(&self) -> u64 {
-        self.shared.state.lock().map_or(0, |s| s.skipped)
+        self.inner.hub.state.lock().map_or(0, |s| s.skipped)
     }
 }
 
 impl<T> FusedStream for Lane<T> {
     fn is_terminated(&self) -> bool {
-        self.done
+        self.inner.done
     }
 }
 
 impl<T> Drop for Lane<T> {
     fn drop(&mut self) {
-        let shared = &*self.shared;
-        shared.parked.unregister(self.slot);
+        let hub = &*self.inner.hub;
+        let slot = self.inner.slot;
+        hub.parked.unregister(slot);
         // A poisoned lock: the source panicked, and nobody will poll it again.
-        let Ok(mut state) = shared.state.lock() else {
+        let Ok(mut state) = hub.state.lock() else {
             return;
         };
-        let Some(buffer) = state.lanes[self.slot].take() else {
+        let Some(buffer) = state.lanes[slot].take() else {
             return;
         };
-        state.skip(self.slot, buffer.len() + self.batch.len());
-        shared.batched[self.slot].store(0, Ordering::SeqCst);
-        let released = state.release_held(&shared.batched);
+        state.skip(slot, buffer.len() + self.inner.batch.len());
+        hub.batched[slot].store(0, Ordering::SeqCst);
+        let released = state.release_held(&hub.batched);
         if state.lanes.iter().all(Option::is_none) {
             state.source = None;
         }
         drop(state);
         if released {
             // The source was waiting for this lane.
-            shared.source_waker.wake_by_ref();
+            hub.source_waker.wake_by_ref();
         }
     }
 }
 
 impl<T> fmt::Debug for Lane<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lane")
-            .field("index", &self.slot)
-            .field("done", &self.done)
-            .finish_non_exhaustive()
+        self.inner.fmt_as("Lane", f)
     }
 }

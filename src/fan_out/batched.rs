@@ -1,0 +1,207 @@
+//! The part [`broadcast`](super::broadcast) and [`partition`](super::partition)
+//! share: branches that move their buffer out in one go and take items from it
+//! without the lock, and the poll around the operator's own refill.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
+
+use super::{CancelHint, Parked, WakeOnUnwind, lock};
+
+/// The state behind the lock of a batched operator.
+pub(super) trait BatchedState<T> {
+    /// Whether the bound context was cancelled; if so, the source and every
+    /// buffered item are dropped.
+    fn cancelled(&mut self) -> bool;
+
+    /// The buffer of branch `slot`; `None` once that branch is dropped.
+    fn buffer(&mut self, slot: usize) -> Option<&mut VecDeque<T>>;
+
+    /// Runs before a branch takes its batch; returns whether branches blocked
+    /// behind a full one may go on (they are woken once the lock is let go).
+    fn unblock(&mut self, _batched: &[AtomicUsize]) -> bool {
+        false
+    }
+
+    /// Moves branch `slot`'s whole buffer into its (empty) batch.
+    fn take_batch(&mut self, slot: usize, batch: &mut VecDeque<T>, batched: &AtomicUsize) {
+        if let Some(buffer) = self.buffer(slot) {
+            std::mem::swap(buffer, batch);
+            batched.store(batch.len(), Ordering::SeqCst);
+        }
+    }
+}
+
+/// What the branches of one batched operator share.
+pub(super) struct Hub<S> {
+    pub(super) state: Mutex<S>,
+    /// Per branch: how many items its batch holds. Set under the lock, taken
+    /// down without it, read (under the lock) by a branch deciding whether
+    /// there is room for another item.
+    pub(super) batched: Box<[AtomicUsize]>,
+    pub(super) parked: Arc<Parked>,
+    /// Wakes every parked branch; the only waker the source is polled with.
+    pub(super) source_waker: Waker,
+    pub(super) cancel_hint: Option<CancelHint>,
+}
+
+impl<S> Hub<S> {
+    pub(super) fn new(
+        state: S,
+        branches: usize,
+        parked: Arc<Parked>,
+        source_waker: Waker,
+        cancel_hint: Option<CancelHint>,
+    ) -> Arc<Self> {
+        Arc::new(Hub {
+            state: Mutex::new(state),
+            batched: (0..branches).map(|_| AtomicUsize::new(0)).collect(),
+            parked,
+            source_waker,
+            cancel_hint,
+        })
+    }
+
+    /// Branch `slot` took an item from its batch: one more item of room, which
+    /// a branch blocked on this one may be waiting for.
+    pub(super) fn took_one(&self, slot: usize) {
+        self.batched[slot].fetch_sub(1, Ordering::SeqCst);
+        if self.parked.blocked.any_parked_after_rmw() {
+            self.parked.blocked.wake_all();
+        }
+    }
+}
+
+/// One branch of a batched operator.
+pub(super) struct BatchedBranch<T, S> {
+    pub(super) hub: Arc<Hub<S>>,
+    pub(super) slot: usize,
+    /// Items moved out of this branch's buffer in one go, so that taking each
+    /// of them needs no lock. They still count against the capacity (through
+    /// `Hub::batched`) until taken.
+    pub(super) batch: VecDeque<T>,
+    pub(super) done: bool,
+}
+
+/// What an operator's refill gets: the locked state and this branch's parts.
+pub(super) struct Refill<'a, 'b, T, S> {
+    pub(super) state: MutexGuard<'a, S>,
+    pub(super) hub: &'a Hub<S>,
+    pub(super) slot: usize,
+    pub(super) batch: &'a mut VecDeque<T>,
+    pub(super) cx: &'a mut Context<'b>,
+    /// The `waiting` set's epoch, read when the lock was taken.
+    pub(super) epoch: usize,
+    /// [`BatchedState::unblock`] freed branches that are not yet woken.
+    pub(super) unblocked: bool,
+}
+
+/// What an operator's refill found for the branch.
+pub(super) enum Refilled<T> {
+    Item(T),
+    End,
+    Pending,
+}
+
+impl<T, S: BatchedState<T>> BatchedBranch<T, S> {
+    pub(super) fn new(hub: &Arc<Hub<S>>, slot: usize) -> Self {
+        BatchedBranch {
+            hub: Arc::clone(hub),
+            slot,
+            batch: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Takes the next item from the batch — without the lock unless a
+    /// cancellation may have happened — and, once the batch is empty, from the
+    /// branch's buffer; only when both are empty does `refill` (the operator's
+    /// own part) run, under the lock.
+    pub(super) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        operator: &str,
+        refill: impl FnOnce(Refill<'_, '_, T, S>) -> Refilled<T>,
+    ) -> Poll<Option<T>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let hub = &*self.hub;
+        let slot = self.slot;
+
+        // The batch needs no lock — unless a cancellation may have happened,
+        // which only the lock can confirm.
+        let maybe_cancelled = hub.cancel_hint.as_ref().is_some_and(CancelHint::raised);
+        if !maybe_cancelled {
+            if let Some(item) = self.batch.pop_front() {
+                hub.took_one(slot);
+                coop.made_progress();
+                return Poll::Ready(Some(item));
+            }
+        }
+
+        let _wake = WakeOnUnwind(&hub.source_waker);
+        let mut state = lock(&hub.state, operator);
+        let epoch = hub.parked.waiting.epoch();
+        if state.cancelled() {
+            self.batch.clear();
+            hub.batched[slot].store(0, Ordering::SeqCst);
+            drop(state);
+            hub.source_waker.wake_by_ref();
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        let unblocked = state.unblock(&hub.batched);
+        if self.batch.is_empty() {
+            state.take_batch(slot, &mut self.batch, &hub.batched[slot]);
+        }
+        if let Some(item) = self.batch.pop_front() {
+            drop(state);
+            if unblocked {
+                hub.parked.blocked.wake_all();
+            }
+            hub.took_one(slot);
+            coop.made_progress();
+            return Poll::Ready(Some(item));
+        }
+
+        let refilled = refill(Refill {
+            state,
+            hub,
+            slot,
+            batch: &mut self.batch,
+            cx,
+            epoch,
+            unblocked,
+        });
+        match refilled {
+            Refilled::Item(item) => {
+                hub.took_one(slot);
+                coop.made_progress();
+                Poll::Ready(Some(item))
+            }
+            Refilled::End => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Refilled::Pending => Poll::Pending,
+        }
+    }
+
+    /// How many items this branch holds, buffered or batched.
+    pub(super) fn len(&self) -> usize {
+        let state = self.hub.state.lock();
+        let buffered = state.map_or(0, |mut s| s.buffer(self.slot).map_or(0, |b| b.len()));
+        buffered + self.batch.len()
+    }
+
+    pub(super) fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("index", &self.slot)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,131 @@
+//! Helpers shared by the fan-out suites (`fan_out`, `broadcast`, `partition`).
+
+// Each suite uses its own subset.
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use proptest::prelude::*;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// Long enough that only a hang reaches it.
+pub const LONG: Duration = Duration::from_secs(10);
+
+/// `items` as a stream, counting what was produced.
+pub fn counted<I>(
+    items: I,
+) -> (
+    impl Stream<Item = I::Item> + Send + 'static,
+    Arc<AtomicUsize>,
+)
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+{
+    let produced = Arc::new(AtomicUsize::new(0));
+    let counter = produced.clone();
+    let source = futures::stream::iter(items).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (source, produced)
+}
+
+/// Whether `branch` has an item (or its end) ready without waiting.
+pub async fn ready_now<S: Stream + Unpin>(branch: &mut S) -> Option<Option<S::Item>> {
+    match futures::poll!(branch.next()) {
+        Poll::Ready(item) => Some(item),
+        Poll::Pending => None,
+    }
+}
+
+/// Yields `times` times, so that spawned branches get to poll (and park).
+pub async fn yield_times(times: usize) {
+    for _ in 0..times {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `first` polls a source that panics: the panic surfaces there, and `second`
+/// then panics too, naming `operator`, instead of hanging.
+pub async fn assert_the_source_panic_spreads<B>(mut first: B, mut second: B, operator: &str)
+where
+    B: Stream + Unpin + Send + 'static,
+    B::Item: Send + Debug,
+{
+    let err = tokio::spawn(async move { first.next().await })
+        .await
+        .unwrap_err();
+    assert!(err.is_panic());
+    let err = tokio::spawn(async move { second.next().await })
+        .await
+        .unwrap_err();
+    let message = err.into_panic();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains(&format!("{operator}: the source panicked")),
+        "{message}"
+    );
+}
+
+/// A runtime of its own for each property case, with two worker threads so
+/// that branches really race.
+pub fn two_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// The tasks' outputs, in order; a task that takes [`LONG`] is a hang.
+pub async fn join_within<T>(tasks: Vec<JoinHandle<T>>) -> Vec<T> {
+    let mut outputs = Vec::new();
+    for task in tasks {
+        outputs.push(timeout(LONG, task).await.expect("hang").unwrap());
+    }
+    outputs
+}
+
+/// How a consumer task paces itself: `pace[n % pace.len()]` yields after its
+/// n-th item.
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    pub pace: Vec<u8>,
+}
+
+impl Consumer {
+    /// The pause after `received` items.
+    pub async fn pause(&self, received: usize) {
+        yield_times(self.pace[received % self.pace.len()].into()).await;
+    }
+}
+
+pub fn consumer() -> impl Strategy<Value = Consumer> {
+    proptest::collection::vec(0_u8..5, 1..8).prop_map(|pace| Consumer { pace })
+}
+
+/// A waker that counts its wake-ups.
+#[derive(Debug, Default)]
+pub struct WakeCounter(AtomicUsize);
+
+impl WakeCounter {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for WakeCounter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
