@@ -2,8 +2,6 @@
 
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use futures::Stream;
 use pin_project_lite::pin_project;
@@ -11,6 +9,7 @@ use pin_project_lite::pin_project;
 use super::Workers;
 use super::engine::{Engine, Order, Plan};
 use super::hand_off::Lanes;
+use super::operator::engine_stream;
 
 pin_project! {
     /// The stream returned by
@@ -74,15 +73,4 @@ where
     }
 }
 
-impl<S, R> Stream for ParMapKeyed<S, R>
-where
-    S: Stream,
-    S::Item: Send + 'static,
-    R: Send + 'static,
-{
-    type Item = R;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
-        self.project().engine.poll_next(cx)
-    }
-}
+engine_stream!(ParMapKeyed<S, R>, R);
