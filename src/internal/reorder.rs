@@ -61,7 +61,24 @@ impl<T> ReorderWindow<T> {
     }
 
     /// The result for [`next`](Self::next), if it is done.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<T> {
+        // Inlined fast path, once per item: the head is the next arrival.
+        if self.slots.is_empty()
+            && self
+                .arrivals
+                .front()
+                .is_some_and(|(seq, _)| *seq == self.next)
+        {
+            self.next += 1;
+            return self.arrivals.pop_front().map(|(_, value)| value);
+        }
+        self.pop_filing()
+    }
+
+    /// [`pop`](Self::pop) when results arrived early: files them until the
+    /// head turns up.
+    fn pop_filing(&mut self) -> Option<T> {
         loop {
             if let Some(value) = self.slots.front_mut().and_then(Option::take) {
                 self.slots.pop_front();
