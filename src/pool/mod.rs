@@ -48,22 +48,16 @@
 
 mod engine;
 mod hand_off;
-mod operator;
 mod par_for_each;
 mod par_map;
 mod par_map_keyed;
 mod try_par_map;
 mod workers;
 
-// One constructor builds every shared-queue operator; the caller's return
-// type picks which.
-pub(crate) use operator::build as par_for_each;
-pub(crate) use operator::build as par_map;
-pub(crate) use operator::build as par_map_unordered;
-pub(crate) use operator::build as try_par_for_each;
-pub(crate) use operator::build as try_par_map;
-pub(crate) use operator::build as try_par_map_unordered;
+pub(crate) use par_for_each::{par_for_each, try_par_for_each};
+pub(crate) use par_map::{par_map, par_map_unordered};
 pub(crate) use par_map_keyed::par_map_keyed;
+pub(crate) use try_par_map::{try_par_map, try_par_map_unordered};
 
 pub use par_for_each::{ParForEach, TryParForEach};
 pub use par_map::{ParMap, ParMapUnordered};

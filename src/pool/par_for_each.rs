@@ -8,8 +8,9 @@ use std::task::{Context, Poll, ready};
 use futures::Stream;
 use pin_project_lite::pin_project;
 
-use super::engine::Engine;
-use super::operator::shared_queue;
+use super::Workers;
+use super::engine::{Engine, Order, Plan};
+use super::hand_off::Lanes;
 
 pin_project! {
     /// The future returned by
@@ -69,15 +70,47 @@ pin_project! {
     }
 }
 
-shared_queue!(ParForEach<S>, (), "par_for_each", Completion, None);
-shared_queue!(
-    TryParForEach<S, E>,
-    Result<(), E>,
-    "try_par_for_each",
-    Completion,
-    Some(Result::is_err),
-    failure: None,
-);
+pub(crate) fn par_for_each<S, F, Fut>(source: S, workers: impl Into<Workers>, f: F) -> ParForEach<S>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let plan = Plan {
+        operator: "par_for_each",
+        order: Order::Completion,
+        lanes: Lanes::Shared,
+        route: None,
+    };
+    ParForEach {
+        engine: Engine::new(source, workers.into(), f, plan, None),
+    }
+}
+
+pub(crate) fn try_par_for_each<S, F, Fut, E>(
+    source: S,
+    workers: impl Into<Workers>,
+    f: F,
+) -> TryParForEach<S, E>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let plan = Plan {
+        operator: "try_par_for_each",
+        order: Order::Completion,
+        lanes: Lanes::Shared,
+        route: None,
+    };
+    TryParForEach {
+        engine: Engine::new(source, workers.into(), f, plan, Some(Result::is_err)),
+        failure: None,
+    }
+}
 
 impl<S> Future for ParForEach<S>
 where

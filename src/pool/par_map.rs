@@ -1,11 +1,16 @@
 //! [`ParMap`] and [`ParMapUnordered`]: a function applied to every item on a
 //! pool of spawned workers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use futures::Stream;
 use pin_project_lite::pin_project;
 
-use super::engine::Engine;
-use super::operator::{engine_stream, shared_queue};
+use super::Workers;
+use super::engine::{Engine, Order, Plan};
+use super::hand_off::Lanes;
 
 pin_project! {
     /// The stream returned by
@@ -56,7 +61,74 @@ pin_project! {
     }
 }
 
-shared_queue!(ParMap<S, R>, R, "par_map", Input, None);
-shared_queue!(ParMapUnordered<S, R>, R, "par_map_unordered", Completion, None);
-engine_stream!(ParMap<S, R>, R);
-engine_stream!(ParMapUnordered<S, R>, R);
+pub(crate) fn par_map<S, F, Fut>(
+    source: S,
+    workers: impl Into<Workers>,
+    f: F,
+) -> ParMap<S, Fut::Output>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let plan = Plan {
+        operator: "par_map",
+        order: Order::Input,
+        lanes: Lanes::Shared,
+        route: None,
+    };
+    ParMap {
+        engine: Engine::new(source, workers.into(), f, plan, None),
+    }
+}
+
+pub(crate) fn par_map_unordered<S, F, Fut>(
+    source: S,
+    workers: impl Into<Workers>,
+    f: F,
+) -> ParMapUnordered<S, Fut::Output>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let plan = Plan {
+        operator: "par_map_unordered",
+        order: Order::Completion,
+        lanes: Lanes::Shared,
+        route: None,
+    };
+    ParMapUnordered {
+        engine: Engine::new(source, workers.into(), f, plan, None),
+    }
+}
+
+impl<S, R> Stream for ParMap<S, R>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    R: Send + 'static,
+{
+    type Item = R;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
+        self.project().engine.poll_next(cx)
+    }
+}
+
+impl<S, R> Stream for ParMapUnordered<S, R>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    R: Send + 'static,
+{
+    type Item = R;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
+        self.project().engine.poll_next(cx)
+    }
+}

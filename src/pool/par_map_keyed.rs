@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::Stream;
 use pin_project_lite::pin_project;
@@ -9,7 +11,6 @@ use pin_project_lite::pin_project;
 use super::Workers;
 use super::engine::{Engine, Order, Plan};
 use super::hand_off::Lanes;
-use super::operator::engine_stream;
 
 pin_project! {
     /// The stream returned by
@@ -73,4 +74,15 @@ where
     }
 }
 
-engine_stream!(ParMapKeyed<S, R>, R);
+impl<S, R> Stream for ParMapKeyed<S, R>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    R: Send + 'static,
+{
+    type Item = R;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
+        self.project().engine.poll_next(cx)
+    }
+}

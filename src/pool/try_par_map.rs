@@ -1,11 +1,16 @@
 //! [`TryParMap`] and [`TryParMapUnordered`]: fail-fast pools (Go's errgroup)
 //! for functions that return `Result`.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use futures::Stream;
 use pin_project_lite::pin_project;
 
-use super::engine::Engine;
-use super::operator::{engine_stream, shared_queue};
+use super::Workers;
+use super::engine::{Engine, Order, Plan};
+use super::hand_off::Lanes;
 
 pin_project! {
     /// The stream returned by
@@ -55,13 +60,78 @@ pin_project! {
     }
 }
 
-shared_queue!(TryParMap<S, T, E>, Result<T, E>, "try_par_map", Input, Some(Result::is_err));
-shared_queue!(
-    TryParMapUnordered<S, T, E>,
-    Result<T, E>,
-    "try_par_map_unordered",
-    Completion,
-    Some(Result::is_err),
-);
-engine_stream!(TryParMap<S, T, E>, Result<T, E>);
-engine_stream!(TryParMapUnordered<S, T, E>, Result<T, E>);
+pub(crate) fn try_par_map<S, F, Fut, T, E>(
+    source: S,
+    workers: impl Into<Workers>,
+    f: F,
+) -> TryParMap<S, T, E>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let plan = Plan {
+        operator: "try_par_map",
+        order: Order::Input,
+        lanes: Lanes::Shared,
+        route: None,
+    };
+    TryParMap {
+        engine: Engine::new(source, workers.into(), f, plan, Some(Result::is_err)),
+    }
+}
+
+pub(crate) fn try_par_map_unordered<S, F, Fut, T, E>(
+    source: S,
+    workers: impl Into<Workers>,
+    f: F,
+) -> TryParMapUnordered<S, T, E>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    F: Fn(S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let plan = Plan {
+        operator: "try_par_map_unordered",
+        order: Order::Completion,
+        lanes: Lanes::Shared,
+        route: None,
+    };
+    TryParMapUnordered {
+        engine: Engine::new(source, workers.into(), f, plan, Some(Result::is_err)),
+    }
+}
+
+impl<S, T, E> Stream for TryParMap<S, T, E>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Item = Result<T, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().engine.poll_next(cx)
+    }
+}
+
+impl<S, T, E> Stream for TryParMapUnordered<S, T, E>
+where
+    S: Stream,
+    S::Item: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Item = Result<T, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().engine.poll_next(cx)
+    }
+}
