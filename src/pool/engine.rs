@@ -261,11 +261,7 @@ where
                             release_failure_last(fifo, this.hand_off);
                         }
                     }
-                    Released::Input(window) => {
-                        for (seq, out) in this.done.drain(..) {
-                            window.insert(seq, out);
-                        }
-                    }
+                    Released::Input(window) => window.arrive(this.done),
                 }
                 continue;
             }
