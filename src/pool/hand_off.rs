@@ -83,6 +83,8 @@ struct State<T, O> {
     parked_at: Option<Instant>,
     /// Ordered pools: the sequence number the consumer must release next.
     head: u64,
+    /// Ordered pools: the result for `head` is in `done`.
+    head_done: bool,
     input_ended: bool,
     panic: Option<Panic>,
 }
@@ -110,6 +112,7 @@ impl<T, O> HandOff<T, O> {
                 consumer: None,
                 parked_at: None,
                 head: 0,
+                head_done: false,
                 input_ended: false,
                 panic: None,
             }),
@@ -167,9 +170,10 @@ impl<T, O> HandOff<T, O> {
     ) -> Poll<Take> {
         let mut state = self.lock();
         let flushed = !out.is_empty();
-        // Ordered: results are worth a wake-up only with the one the consumer
-        // waits for (a batch is at most `MAX_BATCH` long).
+        // Ordered: results are worth a wake-up only once the one the consumer
+        // waits for is among them (a batch is at most `MAX_BATCH` long).
         let has_head = self.ordered && out.iter().any(|(seq, _)| *seq == state.head);
+        state.head_done |= has_head;
         state.done.extend(out.drain(..));
         let lane = match self.lanes {
             Lanes::Shared => 0,
@@ -183,7 +187,7 @@ impl<T, O> HandOff<T, O> {
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
             batch.extend(state.queues[lane].drain(..share.min(limit).min(queued).max(1)));
-            let consumer = self.consumer_to_wake(&mut state, flushed, urgent || has_head, lane);
+            let consumer = self.consumer_to_wake(&mut state, flushed, urgent, lane);
             let woke_consumer = consumer.is_some();
             (Poll::Ready(Take::Work { woke_consumer }), consumer)
         } else {
@@ -196,8 +200,12 @@ impl<T, O> HandOff<T, O> {
                 }
                 Poll::Pending
             };
-            // Parking or returning: whatever is done goes to the consumer now.
-            let consumer = if state.done.is_empty() {
+            // Returning: whatever is done goes to the consumer now. Parking:
+            // so does it, unless an ordered consumer still lacks the head
+            // (the worker running it will flush it): until then it could
+            // neither release results nor take more input.
+            let lacks_head = self.ordered && !state.head_done && poll.is_pending();
+            let consumer = if state.done.is_empty() || lacks_head {
                 None
             } else {
                 state.consumer.take()
@@ -222,9 +230,11 @@ impl<T, O> HandOff<T, O> {
         if !flushed || state.consumer.is_none() {
             return None;
         }
-        // Unordered: enough results, or a queue running low. Ordered: only
-        // the head (in `urgent`) lets the consumer release anything.
-        let plenty = !self.ordered
+        // Enough results, or a queue running low; ordered, only once the head
+        // is done (before that the consumer can release nothing). Waking an
+        // ordered consumer for the head alone releases a batch or two per
+        // wake-up, and each wake-up costs more than many items.
+        let plenty = (!self.ordered || state.head_done)
             && (state.done.len() >= self.wake_at || state.queues[lane].len() <= self.low_water);
         let worth_it = urgent
             || plenty
@@ -349,6 +359,7 @@ impl<T, O> HandOff<T, O> {
             }
         }
         std::mem::swap(done, &mut state.done);
+        state.head_done = false;
         if done.is_empty() {
             let slot = &mut state.consumer;
             if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
