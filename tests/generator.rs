@@ -38,6 +38,18 @@ async fn settle(mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A producer that sends 0, 1, 2, … until `send` fails, then reports why.
+async fn count_until_closed(y: Yielder<u32>, report: oneshot::Sender<Closed>) {
+    let mut n = 0;
+    let closed = loop {
+        if let Err(closed) = y.send(n).await {
+            break closed;
+        }
+        n += 1;
+    };
+    let _ = report.send(closed);
+}
+
 #[tokio::test]
 async fn lazy_producer_never_runs_ahead_of_the_consumer() {
     let started = Arc::new(AtomicUsize::new(0));
@@ -99,14 +111,7 @@ async fn a_yielder_moved_to_another_task_still_delivers_and_sees_the_drop() {
     let mut s = generate(move |y: Yielder<u32>| async move {
         // The producer hands its yielder to a task and waits for it.
         let worker = tokio::spawn(async move {
-            let mut n = 0;
-            let closed = loop {
-                if let Err(closed) = y.send(n).await {
-                    break closed;
-                }
-                n += 1;
-            };
-            let _ = done_tx.send(closed);
+            count_until_closed(y, done_tx).await;
         });
         let _ = worker.await;
     });
@@ -214,14 +219,7 @@ async fn dropping_generate_ahead_fails_send_and_ends_the_task() {
     let (closed_tx, closed_rx) = oneshot::channel();
     let mut s = generate_ahead(2, move |y: Yielder<u32>| async move {
         let _guard = guard;
-        let mut n = 0;
-        let closed = loop {
-            if let Err(closed) = y.send(n).await {
-                break closed;
-            }
-            n += 1;
-        };
-        let _ = closed_tx.send(closed);
+        count_until_closed(y, closed_tx).await;
     });
     assert_eq!(s.next().await, Some(0));
     settle(|| false).await; // the producer now waits in `send` on a full buffer
@@ -340,14 +338,7 @@ async fn a_deadline_ends_the_generator_with_deadline_exceeded() {
     let ctx = TaskContext::background().with_timeout(Duration::from_millis(50));
     let (closed_tx, closed_rx) = oneshot::channel();
     let mut s = generate_ahead(1, move |y: Yielder<u32>| async move {
-        let mut n = 0;
-        let closed = loop {
-            if let Err(closed) = y.send(n).await {
-                break closed;
-            }
-            n += 1;
-        };
-        let _ = closed_tx.send(closed);
+        count_until_closed(y, closed_tx).await;
     })
     .context(&ctx);
     // A slow consumer: one item every 20 ms, so the producer waits in `send`.
@@ -370,14 +361,7 @@ async fn cancelling_generate_ahead_ends_the_stream_at_once_and_the_task() {
     let ctx = TaskContext::background();
     let (closed_tx, closed_rx) = oneshot::channel();
     let mut s = generate_ahead(8, move |y: Yielder<u32>| async move {
-        let mut n = 0;
-        let closed = loop {
-            if let Err(closed) = y.send(n).await {
-                break closed;
-            }
-            n += 1;
-        };
-        let _ = closed_tx.send(closed);
+        count_until_closed(y, closed_tx).await;
     })
     .context(&ctx);
     settle(|| s.buffered_len() == 8).await;
