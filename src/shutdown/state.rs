@@ -170,7 +170,7 @@ impl State {
             }
         };
         if aborted {
-            tracing::warn!(task = %name, "shutdown: aborted a task still running after the grace period");
+            tracing::warn!(task = %name, "shutdown: aborted a task still running when the drain ended");
         }
     }
 
