@@ -96,11 +96,19 @@ async fn main() {
             }
             let receipt = tokio::time::sleep(Duration::from_millis(30));
             // The handle is dropped: the job runs anyway, and `join` waits for it.
-            drop(mailer.submit(receipt).await.expect("open until the sink closes it"));
+            drop(
+                mailer
+                    .submit(receipt)
+                    .await
+                    .expect("open until the sink closes it"),
+            );
         }
         println!("draining: every handler finished; closing the mailer");
         mailer.join().await;
-        println!("draining: every receipt sent ({} in all)", mailer.stats().completed);
+        println!(
+            "draining: every receipt sent ({} in all)",
+            mailer.stats().completed
+        );
     });
 
     let draining = shutdown.draining();

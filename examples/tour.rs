@@ -207,10 +207,13 @@ async fn shutdown() {
     let handled = futures::stream::iter(1..)
         .rate_limit(Rate::every(Duration::from_millis(10)))
         .close_on(&shutdown)
-        .par_map_unordered(Workers::new(4).context(shutdown.context()), |request| async move {
-            tokio::time::sleep(Duration::from_millis(30)).await; // handling it
-            request
-        });
+        .par_map_unordered(
+            Workers::new(4).context(shutdown.context()),
+            |request| async move {
+                tokio::time::sleep(Duration::from_millis(30)).await; // handling it
+                request
+            },
+        );
     let served = shutdown.spawn("server", handled.count());
     shutdown.spawn("stuck", std::future::pending::<()>()); // ignores the drain
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -113,8 +113,14 @@ async fn a_triggered_pipeline_delivers_every_item_that_entered_the_pool() {
         sunk_at_trigger < entered,
         "items were in flight at the trigger ({sunk_at_trigger} of {entered})"
     );
-    assert_eq!(sunk, entered, "every item that entered the pool reached a sink");
-    assert!(shutdown.context().is_cancelled(), "cancelled when the shutdown ended");
+    assert_eq!(
+        sunk, entered,
+        "every item that entered the pool reached a sink"
+    );
+    assert!(
+        shutdown.context().is_cancelled(),
+        "cancelled when the shutdown ended"
+    );
     until("every task is gone", || alive_tasks() == baseline).await;
 }
 
@@ -124,7 +130,10 @@ async fn a_triggered_pipeline_drains_on_a_multi_thread_runtime() {
     let shutdown = Shutdown::new();
     let (sunk, entered, _) = drain_a_pipeline(&shutdown, Duration::from_millis(60)).await;
     assert!(entered > 0);
-    assert_eq!(sunk, entered, "every item that entered the pool reached a sink");
+    assert_eq!(
+        sunk, entered,
+        "every item that entered the pool reached a sink"
+    );
     until("every task is gone", || alive_tasks() == baseline).await;
 }
 
@@ -195,7 +204,10 @@ async fn wait_returns_when_every_task_has_ended_without_a_trigger() {
     assert_eq!(start.elapsed(), Duration::from_secs(3));
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.drain_time(), Duration::ZERO);
-    assert!(shutdown.is_draining(), "the end of every task starts the drain");
+    assert!(
+        shutdown.is_draining(),
+        "the end of every task starts the drain"
+    );
     assert!(shutdown.context().is_cancelled());
     assert_eq!(
         within("a close_on stream", closed.collect::<Vec<_>>()).await,
@@ -296,7 +308,12 @@ async fn a_task_spawned_after_the_abort_is_aborted_before_it_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let flag = ran.clone();
     let late = shutdown.spawn("too-late", async move { flag.store(true, SeqCst) });
-    assert!(within("the late task", late).await.unwrap_err().is_cancelled());
+    assert!(
+        within("the late task", late)
+            .await
+            .unwrap_err()
+            .is_cancelled()
+    );
     assert!(!ran.load(SeqCst));
     let again = within("wait again", shutdown.wait(Duration::from_secs(1))).await;
     assert_eq!(again, first, "one shutdown, one report");
@@ -341,8 +358,11 @@ async fn dropping_a_wait_midway_leaves_the_shutdown_running() {
     let shutdown = Shutdown::new();
     shutdown.spawn("stuck", std::future::pending::<()>());
     shutdown.trigger();
-    let cut_short =
-        tokio::time::timeout(Duration::from_secs(1), shutdown.wait(Duration::from_secs(5))).await;
+    let cut_short = tokio::time::timeout(
+        Duration::from_secs(1),
+        shutdown.wait(Duration::from_secs(5)),
+    )
+    .await;
     assert!(cut_short.is_err());
     assert_eq!(shutdown.running(), 1, "nothing was aborted");
     assert!(!shutdown.context().is_cancelled());
@@ -446,10 +466,7 @@ async fn a_worker_pool_outlasting_the_grace_period_is_stopped_by_the_context() {
     let baseline = alive_tasks();
     let shutdown = Shutdown::new();
     let pool = WorkerPool::new(Workers::new(1).buffer(4).context(shutdown.context()));
-    let slow = pool
-        .submit(sleep(Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let slow = pool.submit(sleep(Duration::from_secs(60))).await.unwrap();
     let draining = shutdown.draining();
     let closing = pool.clone();
     shutdown.spawn("pool", async move {
@@ -539,7 +556,11 @@ async fn the_abort_phase_reaches_generators_bound_to_the_context() {
     let report = within("wait", shutdown.wait(Duration::from_millis(2_500))).await;
     assert_eq!(report.aborted(), ["stuck"]);
     within("the consumer", consumer).await.unwrap();
-    let (at, reason) = stopped.lock().unwrap().clone().expect("the producer stopped");
+    let (at, reason) = stopped
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the producer stopped");
     assert_eq!(at - triggered, Duration::from_millis(2_500));
     assert_eq!(reason, Some(ContextError::Cancelled));
     until("every task is gone", || alive_tasks() == baseline).await;

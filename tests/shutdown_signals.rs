@@ -29,7 +29,7 @@ async fn a_signal_starts_the_drain_and_a_second_one_skips_the_grace_period() {
     let limit = Duration::from_secs(30);
     let shutdown = Shutdown::new().on_signals(); // handlers installed on return
     let draining = shutdown.draining();
-    let polite = shutdown.spawn("polite", async move { draining.await });
+    let polite = shutdown.spawn("polite", draining);
     shutdown.spawn("stuck", std::future::pending::<()>());
 
     send("TERM");
@@ -37,7 +37,10 @@ async fn a_signal_starts_the_drain_and_a_second_one_skips_the_grace_period() {
         .await
         .expect("draining after SIGTERM hung");
     assert!(shutdown.is_draining());
-    assert!(!shutdown.context().is_cancelled(), "draining is not cancelling");
+    assert!(
+        !shutdown.context().is_cancelled(),
+        "draining is not cancelling"
+    );
     tokio::time::timeout(limit, polite)
         .await
         .expect("the polite task hung")

@@ -67,10 +67,19 @@ fn draining_and_every_aborted_task_are_logged_by_name() {
         "one event for the drain: {logs}"
     );
     assert!(logs.contains("tasks=3"), "{logs}");
-    let aborted: Vec<&str> = logs.lines().filter(|l| l.contains("aborted a task")).collect();
+    let aborted: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("aborted a task"))
+        .collect();
     assert_eq!(aborted.len(), 2, "{logs}");
-    assert!(aborted.iter().any(|l| l.contains("task=stubborn")), "{logs}");
+    assert!(
+        aborted.iter().any(|l| l.contains("task=stubborn")),
+        "{logs}"
+    );
     assert!(aborted.iter().any(|l| l.contains("task=hung")), "{logs}");
     assert!(!logs.contains("task=polite"), "{logs}");
-    assert!(logs.contains("task{name=polite}") && logs.contains("flushing"), "{logs}");
+    assert!(
+        logs.contains("task{name=polite}") && logs.contains("flushing"),
+        "{logs}"
+    );
 }

@@ -55,7 +55,7 @@
 //!   and [`close_on`](crate::ConcurrentStreamExt::close_on) hold no handle:
 //!   prefer them inside tracked tasks (see dropping, below).
 //! * **Tasks.** [`spawn`](Shutdown::spawn) returns Tokio's
-//!   [`JoinHandle`](tokio::task::JoinHandle): await it for the task's output
+//!   [`JoinHandle`]: await it for the task's output
 //!   (or its panic); an aborted task's handle reports
 //!   [`JoinError::is_cancelled`](tokio::task::JoinError::is_cancelled).
 //!   Dropping the handle detaches nothing: the shutdown still tracks the task.
@@ -430,9 +430,7 @@ impl Shutdown {
             }
             state.trigger();
         }
-        let deadline = state
-            .triggered_at()
-            .and_then(|at| at.checked_add(grace));
+        let deadline = state.triggered_at().and_then(|at| at.checked_add(grace));
         let grace_over = async {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -495,7 +493,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "Shutdown::spawn must be called within a Tokio runtime")]
     fn spawning_outside_a_runtime_panics_clearly() {
-        let _ = Shutdown::new().spawn("orphan", async {});
+        drop(Shutdown::new().spawn("orphan", async {}));
     }
 
     #[test]

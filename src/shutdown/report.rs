@@ -16,8 +16,7 @@ use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let shutdown = Shutdown::new();
-/// let draining = shutdown.draining();
-/// shutdown.spawn("polite", async move { draining.await });
+/// shutdown.spawn("polite", shutdown.draining()); // ends when draining begins
 /// shutdown.spawn("stubborn", std::future::pending::<()>());
 /// shutdown.trigger();
 ///
