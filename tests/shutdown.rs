@@ -4,7 +4,6 @@
 //! `shutdown_signals.rs`, tracing in `shutdown_tracing.rs` (process-global).
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -14,50 +13,9 @@ use tokio::time::{Instant, sleep};
 use tokio_conc::fan_out::Branches;
 use tokio_conc::prelude::*;
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+mod common;
 
-/// Lets the runtime run until `done` holds; fails instead of hanging.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let wait = async {
-        while !done() {
-            sleep(Duration::from_millis(1)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .is_err()
-    {
-        panic!("timed out waiting until {what}");
-    }
-}
-
-/// Awaits `fut`, or fails naming what hung. Under paused time the limit is
-/// simulated, so it only trips once nothing else can happen.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(600), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
-
-/// Lets every ready task run a few times, without moving the clock.
-async fn settle() {
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Counts the drops of the futures it is moved into.
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
+use common::{DropCount, alive_tasks, until, within, yield_times};
 
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -334,12 +292,12 @@ async fn dropping_the_shutdown_aborts_its_tasks() {
             std::future::pending::<()>().await;
         }));
     }
-    settle().await;
+    yield_times(20).await;
     assert_eq!(alive_tasks(), baseline + 3);
 
     let clone = shutdown.clone();
     drop(shutdown);
-    settle().await;
+    yield_times(20).await;
     assert_eq!(alive_tasks(), baseline + 3, "a clone still holds it");
     assert!(!ctx.is_cancelled());
 
@@ -590,7 +548,7 @@ async fn close_on_wakes_a_waiting_consumer() {
             .collect::<Vec<_>>(),
     );
     tx.send(7).await.unwrap();
-    settle().await;
+    yield_times(20).await;
     shutdown.trigger();
     assert_eq!(within("the consumer", consumer).await.unwrap(), [7]);
     drop(tx);
