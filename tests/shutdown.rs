@@ -146,6 +146,30 @@ async fn a_task_ignoring_the_drain_is_aborted_after_the_grace_period_and_named()
     until("every task is gone", || alive_tasks() == baseline).await;
 }
 
+/// A tracked task that ignores the drain but stops on its context sees the
+/// cancellation at the abort phase, gets to run its way out, and is still
+/// named: it outlived the drain.
+#[tokio::test(start_paused = true)]
+async fn a_task_stopping_on_the_context_reacts_at_the_abort_phase_and_is_named() {
+    let shutdown = Shutdown::new();
+    let ctx = shutdown.context().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = shutdown.spawn("watcher", async move {
+        ctx.cancelled().await;
+        tx.send(Instant::now()).unwrap();
+        "stopped by the context"
+    });
+    let triggered = Instant::now();
+    shutdown.trigger();
+    let report = within("wait", shutdown.wait(Duration::from_secs(3))).await;
+    assert_eq!(report.aborted(), ["watcher"]);
+    assert_eq!(
+        rx.await.expect("the watcher ran after the cancellation") - triggered,
+        Duration::from_secs(3)
+    );
+    assert_eq!(watcher.await.unwrap(), "stopped by the context");
+}
+
 #[tokio::test(start_paused = true)]
 async fn wait_returns_when_every_task_has_ended_without_a_trigger() {
     let baseline = alive_tasks();

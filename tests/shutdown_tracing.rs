@@ -54,7 +54,7 @@ async fn draining_and_every_aborted_task_are_logged_by_name() {
     assert!(logs.contains("tasks=3"), "{logs}");
     let aborted: Vec<&str> = logs
         .lines()
-        .filter(|l| l.contains("aborted a task"))
+        .filter(|l| l.contains("aborting a task"))
         .collect();
     assert_eq!(aborted.len(), 2, "{logs}");
     assert!(

@@ -15,10 +15,11 @@
 //!    work keeps running.
 //! 2. **Abort** (Cancel). When every tracked task has ended, or the grace
 //!    period given to [`wait`](Shutdown::wait) runs out (a second signal cuts
-//!    it short), the tasks still running are aborted and the root context is
-//!    cancelled, which stops every operator, pool and group bound to it. The
-//!    report names the aborted tasks, the way a goroutine dump names the stuck
-//!    goroutines of a Go service.
+//!    it short), the root context is cancelled, which stops every operator,
+//!    pool and group bound to it; the tracked tasks still running get to react
+//!    to it for a moment (a few turns of the scheduler, no time), and what is
+//!    left is aborted. The report names every task that outlived the drain,
+//!    the way a goroutine dump names the stuck goroutines of a Go service.
 //!
 //! ```
 //! use std::time::Duration;
@@ -99,7 +100,7 @@ pub use close_on::CloseOn;
 pub(crate) use close_on::close_on;
 pub use report::ShutdownReport;
 
-use self::state::{Outcome, State, TaskGuard};
+use self::state::{State, TaskGuard};
 use crate::context::TaskContext;
 use crate::internal::runtime_handle;
 
@@ -156,8 +157,13 @@ impl Drop for Owner {
         // After a finished `wait` this changes nothing; before, it ends every
         // tracked task. The listener goes with `self`.
         self.state.abort();
+        self.state.abort_tasks();
     }
 }
+
+/// How many times `wait` lets the runtime run the tasks that outlived the
+/// drain, after cancelling the context and before aborting them.
+const REACTION_YIELDS: usize = 16;
 
 impl Shutdown {
     /// A new shutdown with a fresh root [`context`](Self::context) (it never
@@ -274,20 +280,23 @@ impl Shutdown {
         F::Output: Send + 'static,
     {
         runtime_handle("Shutdown::spawn");
+        // Counted before it is registered: while the registry holds a task,
+        // the tracker is not empty.
+        let counted = self.state.tracker.token();
         let name = name.into();
         let span = tracing::info_span!("task", name = %name);
-        let id = self.state.register();
-        // Moved into the future, so it reports even a task aborted before its
-        // first poll.
-        let mut guard = TaskGuard::new(Arc::clone(&self.state), id, name);
+        let id = self.state.register(&name);
+        // Moved into the future, so it leaves the registry even when the
+        // task is aborted before its first poll.
+        let mut guard = TaskGuard::new(Arc::clone(&self.state), id);
         let task = async move {
             match AssertUnwindSafe(fut).catch_unwind().await {
                 Ok(output) => {
-                    guard.ended(Outcome::Returned);
+                    drop(guard);
                     output
                 }
                 Err(panic) => {
-                    guard.ended(Outcome::Panicked);
+                    guard.panicked();
                     drop(guard);
                     std::panic::resume_unwind(panic)
                 }
@@ -298,6 +307,7 @@ impl Shutdown {
             .ctx
             .spawn(self.state.tracker.track_future(task.instrument(span)));
         self.state.attach(id, handle.abort_handle());
+        drop(counted);
         handle
     }
 
@@ -382,9 +392,11 @@ impl Shutdown {
     ///    (await [`draining`](Self::draining) first to park until a signal);
     /// 2. lets the drain run until every tracked task has ended, for at most
     ///    `grace` after the trigger (a second signal ends it early);
-    /// 3. aborts the tracked tasks still running, cancels the root
-    ///    [`context`](Self::context) (in every case), waits until the aborted
-    ///    tasks are gone, stops listening for signals, and returns the report.
+    /// 3. names the tracked tasks still running as aborted, cancels the root
+    ///    [`context`](Self::context) (in every case), lets those tasks react
+    ///    to it for a few turns of the scheduler (one that stops on
+    ///    cancellation ends there), aborts the rest, waits until they are
+    ///    gone, stops listening for signals, and returns the report.
     ///
     /// The future holds a handle of the shutdown and needs no borrow
     /// (`tokio::spawn(shutdown.wait(grace))` works); dropping it before the
@@ -444,6 +456,16 @@ impl Shutdown {
             () = grace_over => {}
         }
         state.abort();
+        // The tasks still running see the cancelled context and get to run a
+        // little (a task that stops on cancellation ends here); then the rest
+        // are aborted.
+        for _ in 0..REACTION_YIELDS {
+            if state.tracker.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        state.abort_tasks();
         state.tracker.wait().await;
         let report = state.report.get_or_init(|| state.report()).clone();
         self.stop_listening();

@@ -43,9 +43,10 @@ impl ShutdownReport {
         }
     }
 
-    /// The names of the tracked tasks still running when the grace period ran
-    /// out (or a second signal cut it short), which were aborted. Empty for a
-    /// clean shutdown.
+    /// The names of the tracked tasks still running when the drain ended (the
+    /// grace period ran out, or a second signal cut it short): they saw the
+    /// context cancelled, and those that did not end at once were aborted.
+    /// Also any task spawned after that. Empty for a clean shutdown.
     ///
     /// ```
     /// use std::time::Duration;

@@ -7,16 +7,15 @@
 //!   drain token fires; `draining` is raised in the same critical section, so
 //!   whoever sees `is_draining()` can read the trigger's instant.
 //! * **Abort is final.** `Registry::aborting` goes from `false` to `true` once,
-//!   under the registry's lock, and every task registered at that moment is
-//!   aborted. A task registers (under the same lock) before it is spawned and
-//!   attaches its abort handle after; whichever of "attach" and "abort phase"
-//!   takes the lock second aborts it, so no task slips past the abort.
-//! * **Names are recorded by the task itself.** A task's guard lives in its
-//!   future. When the future is dropped unfinished after the abort phase began,
-//!   the guard records the task as aborted; a future that returned or panicked
-//!   never is. The guard is dropped before the task's tracker token (it lives
-//!   inside the tracked future), so once the tracker is empty every aborted
-//!   name is recorded.
+//!   under the registry's lock; every task registered at that moment is named
+//!   in the report (it outlived the drain), and so is every task registered
+//!   later. A task registers (under the same lock) before it is spawned and
+//!   attaches its abort handle after; whichever of "attach" and "abort the
+//!   rest" takes the lock second aborts it, so no task slips past the abort.
+//! * **A task leaves the registry from inside its own future.** Its guard
+//!   lives in the future and removes it when the future is dropped (returned,
+//!   panicked or aborted) — before the task's tracker token, which lives
+//!   outside it — so once the tracker is empty the registry is too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,12 +45,17 @@ pub(super) struct State {
     pub(super) report: std::sync::OnceLock<ShutdownReport>,
 }
 
+struct Entry {
+    name: String,
+    /// Attached just after the spawn.
+    abort: Option<AbortHandle>,
+}
+
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    /// The tracked tasks still running, by spawn order; the abort handle is
-    /// attached just after the spawn.
-    running: HashMap<u64, Option<AbortHandle>>,
+    /// The tracked tasks still running, by spawn order.
+    running: HashMap<u64, Entry>,
     aborting: bool,
     aborted: Vec<(u64, String)>,
     panicked: Vec<(u64, String)>,
@@ -106,31 +110,64 @@ impl State {
         lock(&self.registry).aborting
     }
 
-    /// The abort phase: every tracked task still running is aborted, then the
-    /// root context is cancelled (for what is bound to it but not tracked).
-    /// Aborting first makes the report exact: a tracked task that was still
-    /// running is named, never raced by its own reaction to the context.
+    /// Starts the abort phase: every tracked task still running is named as
+    /// aborted (logged, and kept for the report), then the root context is
+    /// cancelled. Those tasks get to react to the cancellation before
+    /// [`abort_tasks`](Self::abort_tasks) aborts what is left.
     pub(super) fn abort(&self) {
-        let handles: Vec<AbortHandle> = {
+        let names: Vec<String> = {
             let mut registry = lock(&self.registry);
             if registry.aborting {
                 return;
             }
             registry.aborting = true;
-            registry.running.values().flatten().cloned().collect()
+            let mut running: Vec<(u64, String)> = registry
+                .running
+                .iter()
+                .map(|(id, entry)| (*id, entry.name.clone()))
+                .collect();
+            running.sort_by_key(|(id, _)| *id);
+            registry.aborted.extend(running.iter().cloned());
+            running.into_iter().map(|(_, name)| name).collect()
         };
-        for handle in handles {
-            handle.abort();
+        for name in &names {
+            log_aborted(name);
         }
         self.ctx.cancel();
     }
 
-    /// Registers a task about to be spawned; its id orders the report.
-    pub(super) fn register(&self) -> u64 {
-        let mut registry = lock(&self.registry);
-        let id = registry.next_id;
-        registry.next_id += 1;
-        registry.running.insert(id, None);
+    /// Aborts every tracked task still running (after [`abort`](Self::abort)).
+    pub(super) fn abort_tasks(&self) {
+        let handles: Vec<AbortHandle> = lock(&self.registry)
+            .running
+            .values()
+            .filter_map(|entry| entry.abort.clone())
+            .collect();
+        for handle in handles {
+            handle.abort();
+        }
+    }
+
+    /// Registers a task about to be spawned; its id orders the report. After
+    /// the abort phase began it is named at once: it will not run.
+    pub(super) fn register(&self, name: &str) -> u64 {
+        let (id, aborting) = {
+            let mut registry = lock(&self.registry);
+            let id = registry.next_id;
+            registry.next_id += 1;
+            let entry = Entry {
+                name: name.to_owned(),
+                abort: None,
+            };
+            registry.running.insert(id, entry);
+            if registry.aborting {
+                registry.aborted.push((id, name.to_owned()));
+            }
+            (id, registry.aborting)
+        };
+        if aborting {
+            log_aborted(name);
+        }
         id
     }
 
@@ -139,8 +176,8 @@ impl State {
     pub(super) fn attach(&self, id: u64, handle: AbortHandle) {
         let aborting = {
             let mut registry = lock(&self.registry);
-            if let Some(slot) = registry.running.get_mut(&id) {
-                *slot = Some(handle.clone());
+            if let Some(entry) = registry.running.get_mut(&id) {
+                entry.abort = Some(handle.clone());
             }
             registry.aborting
         };
@@ -149,28 +186,12 @@ impl State {
         }
     }
 
-    /// A task's future is gone: forget it, and record how it ended.
-    fn release(&self, id: u64, name: &str, outcome: Outcome) {
-        let aborted = {
-            let mut registry = lock(&self.registry);
-            registry.running.remove(&id);
-            match outcome {
-                Outcome::Returned => false,
-                Outcome::Panicked => {
-                    registry.panicked.push((id, name.to_owned()));
-                    false
-                }
-                Outcome::Running if registry.aborting => {
-                    registry.aborted.push((id, name.to_owned()));
-                    true
-                }
-                // Dropped before the abort phase: aborted through its own
-                // handle, or its runtime is shutting down. Not ours to report.
-                Outcome::Running => false,
-            }
-        };
-        if aborted {
-            tracing::warn!(task = %name, "shutdown: aborted a task still running when the drain ended");
+    /// A task's future is gone: forget it, and record a panic.
+    fn release(&self, id: u64, panicked: bool) {
+        let mut registry = lock(&self.registry);
+        let entry = registry.running.remove(&id);
+        if let (true, Some(entry)) = (panicked, entry) {
+            registry.panicked.push((id, entry.name));
         }
     }
 
@@ -195,38 +216,34 @@ fn in_spawn_order(tasks: &[(u64, String)]) -> Vec<String> {
     tasks.into_iter().map(|(_, name)| name).collect()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Running,
-    Returned,
-    Panicked,
+fn log_aborted(name: &str) {
+    tracing::warn!(task = %name, "shutdown: aborting a task still running when the drain ended");
 }
 
-/// Lives inside a tracked task's future and reports how it ended.
+/// Lives inside a tracked task's future and takes it out of the registry
+/// when the future is gone, however it ended.
 pub(super) struct TaskGuard {
     state: std::sync::Arc<State>,
     id: u64,
-    name: String,
-    outcome: Outcome,
+    panicked: bool,
 }
 
 impl TaskGuard {
-    pub(super) fn new(state: std::sync::Arc<State>, id: u64, name: String) -> Self {
+    pub(super) fn new(state: std::sync::Arc<State>, id: u64) -> Self {
         TaskGuard {
             state,
             id,
-            name,
-            outcome: Outcome::Running,
+            panicked: false,
         }
     }
 
-    pub(super) fn ended(&mut self, outcome: Outcome) {
-        self.outcome = outcome;
+    pub(super) fn panicked(&mut self) {
+        self.panicked = true;
     }
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        self.state.release(self.id, &self.name, self.outcome);
+        self.state.release(self.id, self.panicked);
     }
 }
