@@ -17,6 +17,7 @@ async fn main() {
     errgroup().await;
     rate_limit().await;
     fan_out().await;
+    shutdown().await;
 }
 
 /// Go's `context.WithTimeout` + `WithValue`.
@@ -197,4 +198,26 @@ async fn par_map() {
             .collect()
             .await;
     println!("   {per_user:?}");
+}
+
+/// Graceful shutdown: drain, then abort what outlives the grace period.
+async fn shutdown() {
+    println!("== shutdown: the source closes, the pool drains, a stuck task is aborted and named");
+    let shutdown = Shutdown::new(); // a service adds .on_signals() for Ctrl-C and SIGTERM
+    let handled = futures::stream::iter(1..)
+        .rate_limit(Rate::every(Duration::from_millis(10)))
+        .close_on(&shutdown)
+        .par_map_unordered(
+            Workers::new(4).context(shutdown.context()),
+            |request| async move {
+                tokio::time::sleep(Duration::from_millis(30)).await; // handling it
+                request
+            },
+        );
+    let served = shutdown.spawn("server", handled.count());
+    shutdown.spawn("stuck", std::future::pending::<()>()); // ignores the drain
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shutdown.trigger();
+    let report = shutdown.wait(Duration::from_millis(200)).await;
+    println!("   served {} requests; {report}", served.await.unwrap());
 }

@@ -612,6 +612,39 @@ pub trait ConcurrentStreamExt: Stream {
     }
 
     // ----------------------------------------------------------------------
+    // graceful shutdown
+
+    /// Ends this stream when `shutdown` starts draining: a source that
+    /// closes, so every operator downstream finishes what it holds and ends
+    /// (Close, not Cancel). Put it right after the source: what it has let
+    /// through is drained; what the source still holds is not taken. See
+    /// [`Shutdown`](crate::shutdown::Shutdown).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Shutdown::new();
+    /// let ticks = futures::stream::iter(0..)
+    ///     .rate_limit(Rate::every(Duration::from_secs(1)))
+    ///     .close_on(&shutdown);
+    /// let counted = shutdown.spawn("counter", ticks.count());
+    /// tokio::time::sleep(Duration::from_millis(2500)).await;
+    /// shutdown.trigger();
+    /// assert_eq!(counted.await.unwrap(), 3, "ticks at 0, 1 and 2 s");
+    /// # }
+    /// ```
+    fn close_on(self, shutdown: &crate::shutdown::Shutdown) -> crate::shutdown::CloseOn<Self>
+    where
+        Self: Sized,
+    {
+        crate::shutdown::close_on(self, shutdown)
+    }
+
+    // ----------------------------------------------------------------------
 }
 
 impl<S: Stream + ?Sized> ConcurrentStreamExt for S {}

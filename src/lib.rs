@@ -13,6 +13,7 @@
 //! | `context.Context`: cancellation, deadline, values | [`TaskContext`] |
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
+//! | graceful shutdown: `signal.NotifyContext`, close the inputs, `wg.Wait()`, `http.Server.Shutdown` with a timeout | [`Shutdown::new().on_signals()`](shutdown::Shutdown::on_signals), [`s.close_on(&shutdown)`](ConcurrentStreamExt::close_on), [`shutdown.wait(grace)`](shutdown::Shutdown::wait) → [`ShutdownReport`](shutdown::ShutdownReport) |
 //!
 //! Everything comes in through the prelude. A request-scoped pipeline — rate
 //! limited, charged in parallel on spawned tasks, stored in order — reads:
@@ -73,6 +74,7 @@ pub mod fan_out;
 pub mod generator;
 pub mod pool;
 pub mod rate;
+pub mod shutdown;
 
 mod ext;
 mod internal;
@@ -98,4 +100,7 @@ pub mod prelude {
 
     // rate limiting
     pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};
+
+    // graceful shutdown
+    pub use crate::shutdown::{Shutdown, ShutdownReport};
 }
