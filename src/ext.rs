@@ -411,6 +411,9 @@ pub trait ConcurrentStreamExt: Stream {
     /// items; a full lane applies backpressure; items for a dropped lane are
     /// skipped and counted ([`Lane::skipped`](crate::fan_out::Lane::skipped)). See [`partition`](crate::fan_out::partition).
     ///
+    /// `key_fn` is a [key function](crate#key-functions): `Fn(&T) -> K + Send +
+    /// Sync + 'static`, as everywhere in the crate.
+    ///
     /// # Panics
     ///
     /// If `n` is 0.
@@ -436,7 +439,7 @@ pub trait ConcurrentStreamExt: Stream {
     where
         Self: Sized + Send + 'static,
         K: std::hash::Hash,
-        F: FnMut(&Self::Item) -> K + Send + 'static,
+        F: Fn(&Self::Item) -> K + Send + Sync + 'static,
     {
         crate::fan_out::partition(self, n, key_fn)
     }
@@ -468,7 +471,7 @@ pub trait ConcurrentStreamExt: Stream {
     where
         Self: Sized + Send + 'static,
         K: std::hash::Hash,
-        F: FnMut(&Self::Item) -> K + Send + 'static,
+        F: Fn(&Self::Item) -> K + Send + Sync + 'static,
     {
         crate::fan_out::partition_with(self, n, capacity, key_fn)
     }
@@ -579,7 +582,9 @@ pub trait ConcurrentStreamExt: Stream {
     /// draws on the quota of `key(&item)` (a user, a host), independently of
     /// the other keys. `limiter` is a [`Rate`] or a `&KeyedRateLimiter` to
     /// share. Keys that go quiet are forgotten, so memory follows the keys
-    /// seen recently (see [`KeyedRateLimiter`]).
+    /// seen recently (see [`KeyedRateLimiter`]). `key` is a
+    /// [key function](crate#key-functions): `Fn(&T) -> K + Send + Sync +
+    /// 'static`, as everywhere in the crate.
     ///
     /// Under the default (delay) policy order is kept, so an item waiting for
     /// its key holds back the items behind it; with
@@ -605,7 +610,7 @@ pub trait ConcurrentStreamExt: Stream {
     where
         Self: Sized,
         K: Hash + Eq + Clone,
-        F: FnMut(&Self::Item) -> K,
+        F: Fn(&Self::Item) -> K + Send + Sync + 'static,
         L: Into<KeyedRateLimiter<K>>,
     {
         crate::rate::keyed(self, key, limiter.into())

@@ -106,6 +106,15 @@
 //! # }
 //! ```
 //!
+//! # Key functions
+//!
+//! Every operator that routes or groups items by key takes the key function
+//! in one form, `Fn(&T) -> K + Send + Sync + 'static`: a pure function of the
+//! item, which the operator may call from whichever task or thread polls it.
+//! The same closure can be handed to [`partition`](ConcurrentStreamExt::partition),
+//! [`partition_with`](ConcurrentStreamExt::partition_with) and
+//! `rate_limit_by`.
+//!
 //! # Bad input
 //!
 //! A zero worker count, buffer or capacity panics at construction with a message

@@ -897,3 +897,27 @@ async fn a_huge_buffer_allocates_nothing_up_front() {
     let job = pool.submit(async { 1 }).await.unwrap();
     assert_eq!(within("the job", job).await.unwrap(), 1);
 }
+
+/// The defect: `pool.submit(fut).await?` into a `Box<dyn Error + Send + Sync>`
+/// did not compile, because `Rejected<F>` was not `Sync` for a boxed
+/// `dyn Future + Send` job. This is a compile check first, then a run.
+#[tokio::test]
+async fn a_rejected_boxed_job_converts_into_a_boxed_error_with_question_mark() {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    type Job = std::pin::Pin<Box<dyn Future<Output = u32> + Send>>;
+    fn assert_error_send_sync<E: std::error::Error + Send + Sync + 'static>() {}
+    assert_error_send_sync::<tokio_conc::pool::Rejected<Job>>();
+
+    async fn run(pool: &WorkerPool, job: Job) -> Result<u32, BoxError> {
+        let handle = pool.submit(job).await?;
+        Ok(handle.await?)
+    }
+    let pool = WorkerPool::new(1);
+    assert_eq!(run(&pool, Box::pin(async { 3 })).await.unwrap(), 3);
+    pool.close();
+    let err = run(&pool, Box::pin(async { 4 })).await.unwrap_err();
+    let rejected = err
+        .downcast_ref::<tokio_conc::pool::Rejected<Job>>()
+        .expect("the rejection itself");
+    assert_eq!(rejected.reason(), &RejectReason::Closed);
+}

@@ -334,7 +334,7 @@ pub(crate) fn keyed<S, K, F>(
 where
     S: Stream,
     K: Hash + Eq + Clone,
-    F: FnMut(&S::Item) -> K,
+    F: Fn(&S::Item) -> K + Send + Sync + 'static,
 {
     RateLimit::new(stream, Keyed::new(limiter, key))
 }
