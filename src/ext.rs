@@ -6,8 +6,10 @@
 use futures::Stream;
 
 // rate limiting
+#[cfg(feature = "rate")]
 use std::hash::Hash;
 
+#[cfg(feature = "rate")]
 use crate::rate::{Keyed, KeyedRateLimiter, Rate, RateLimit, RateLimiter, Weighted};
 
 /// Concurrency operators for every [`Stream`]: `use tokio_conc::prelude::*;`
@@ -504,6 +506,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(at, [0, 200, 400, 600]);
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit(self, rate: Rate) -> RateLimit<Self, RateLimiter>
     where
         Self: Sized,
@@ -533,6 +537,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(a.count().await + b.count().await, 4, "one burst between them");
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit_shared(self, limiter: &RateLimiter) -> RateLimit<Self, RateLimiter>
     where
         Self: Sized,
@@ -569,6 +575,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(at, [0, 100, 300]);
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit_weighted<L, F>(self, limiter: L, cost: F) -> RateLimit<Self, Weighted<F>>
     where
         Self: Sized,
@@ -606,6 +614,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(passed, ["ann", "bob"]);
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit_by<K, F, L>(self, key: F, limiter: L) -> RateLimit<Self, Keyed<K, F>>
     where
         Self: Sized,

@@ -31,6 +31,8 @@
 //!     order * 10
 //! }
 //!
+//! # #[cfg(not(feature = "rate"))] fn main() {}
+//! # #[cfg(feature = "rate")]
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() {
 //! let ctx = TaskContext::background()
@@ -115,6 +117,12 @@
 //! [`partition_with`](ConcurrentStreamExt::partition_with) and
 //! `rate_limit_by`.
 //!
+//! # Cargo features
+//!
+//! * `rate` (on by default): the [`rate`] module and the `rate_limit*`
+//!   operators, on `governor`. Without it the crate does not depend on
+//!   `governor`.
+//!
 //! # Bad input
 //!
 //! A zero worker count, buffer or capacity panics at construction with a message
@@ -131,6 +139,8 @@ pub mod fan_in;
 pub mod fan_out;
 pub mod generator;
 pub mod pool;
+#[cfg(feature = "rate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
 pub mod rate;
 
 mod ext;
@@ -156,5 +166,7 @@ pub mod prelude {
     pub use crate::fan_out::Branches;
 
     // rate limiting
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};
 }

@@ -29,7 +29,8 @@ type Build = fn() -> BoxStream<'static, u32>;
 
 /// Every stream operator that takes a context, built with none given.
 fn operators() -> Vec<(&'static str, Build)> {
-    vec![
+    #[allow(unused_mut)]
+    let mut operators: Vec<(&'static str, Build)> = vec![
         ("par_map", || {
             source().par_map(2, |x| async move { x }).boxed()
         }),
@@ -71,6 +72,9 @@ fn operators() -> Vec<(&'static str, Build)> {
             })
             .boxed()
         }),
+    ];
+    #[cfg(feature = "rate")]
+    operators.extend::<[(&'static str, Build); 4]>([
         ("rate_limit", || {
             source().rate_limit(Rate::per_second(1000)).boxed()
         }),
@@ -88,7 +92,8 @@ fn operators() -> Vec<(&'static str, Build)> {
                 .rate_limit_by(|x: &u32| *x % 3, Rate::per_second(1000))
                 .boxed()
         }),
-    ]
+    ]);
+    operators
 }
 
 /// The defect: built inside `ctx.scope(..)`, then `ctx` cancelled, `par_map`
@@ -134,7 +139,8 @@ async fn an_explicit_context_replaces_the_ambient_one() {
     let streams: Vec<(&str, BoxStream<'static, u32>)> = ambient
         .scope(async {
             let branches = fan_out_with(&explicit);
-            vec![
+            #[allow(unused_mut)]
+            let mut streams: Vec<(&str, BoxStream<'static, u32>)> = vec![
                 ("fan_out", branches),
                 ("prefetch", source().prefetch(4).context(&explicit).boxed()),
                 (
@@ -159,14 +165,16 @@ async fn an_explicit_context_replaces_the_ambient_one() {
                     .context(&explicit)
                     .boxed(),
                 ),
-                (
-                    "rate_limit",
-                    source()
-                        .rate_limit(Rate::per_second(1000))
-                        .context(&explicit)
-                        .boxed(),
-                ),
-            ]
+            ];
+            #[cfg(feature = "rate")]
+            streams.push((
+                "rate_limit",
+                source()
+                    .rate_limit(Rate::per_second(1000))
+                    .context(&explicit)
+                    .boxed(),
+            ));
+            streams
         })
         .await;
     ambient.cancel();
@@ -194,6 +202,7 @@ async fn a_worker_pool_built_inside_a_scope_stops_with_its_context() {
     assert_eq!(rejected.context_error(), Some(&ContextError::Cancelled));
 }
 
+#[cfg(feature = "rate")]
 #[tokio::test(start_paused = true)]
 async fn rate_limiters_built_inside_a_scope_stop_with_its_context() {
     let ctx = TaskContext::background();
@@ -225,8 +234,13 @@ async fn builders_report_the_context_they_will_use() {
             Ok(())
         });
         assert!(g.task_context().is_some());
-        let r = source().rate_limit(Rate::per_second(5));
-        assert!(r.task_context().is_some());
+        #[cfg(feature = "rate")]
+        assert!(
+            source()
+                .rate_limit(Rate::per_second(5))
+                .task_context()
+                .is_some()
+        );
     })
     .await;
     let s = source().prefetch(2);

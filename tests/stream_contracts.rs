@@ -162,6 +162,7 @@ async fn generators_and_prefetch_are_fused_with_honest_hints() {
     );
 }
 
+#[cfg(feature = "rate")]
 #[tokio::test(start_paused = true)]
 async fn rate_limit_streams_are_fused_with_honest_hints() {
     let (hints, _) = drain(
