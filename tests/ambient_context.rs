@@ -246,3 +246,58 @@ async fn builders_report_the_context_they_will_use() {
     let s = source().prefetch(2);
     assert!(s.task_context().is_none());
 }
+
+/// Checks the one shape of "stopped by a context": `context_error()` gives
+/// the context's error, and so does `source()`.
+fn stopped_by(
+    name: &str,
+    err: &(dyn std::error::Error + 'static),
+    via_method: Option<&ContextError>,
+) {
+    let expected = ContextError::DeadlineExceeded;
+    assert_eq!(via_method, Some(&expected), "{name}: context_error()");
+    let source = err
+        .source()
+        .and_then(|source| source.downcast_ref::<ContextError>());
+    assert_eq!(source, Some(&expected), "{name}: source()");
+}
+
+/// Every error a context can cause says so the same way.
+#[tokio::test(start_paused = true)]
+async fn every_error_a_context_causes_reports_it_the_same_way() {
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(ctx.err(), Some(ContextError::DeadlineExceeded));
+
+    // generator: Closed
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = generate(|y| async move {
+        let _ = tx.send(y.send(1_u8).await);
+        Ok(())
+    })
+    .context(&ctx);
+    assert_eq!(s.count().await, 0);
+    let closed = rx.await.unwrap().unwrap_err();
+    stopped_by("Closed", &closed, closed.context_error());
+
+    // worker pool: Rejected, JobError
+    let soon = TaskContext::background().with_timeout(Duration::from_millis(1));
+    let pool = WorkerPool::new(Workers::new(1).context(&soon));
+    let handle = pool.submit(std::future::pending::<()>()).await.unwrap();
+    let job = tokio::time::timeout(LONG, handle)
+        .await
+        .unwrap()
+        .unwrap_err();
+    stopped_by("JobError", &job, job.context_error());
+    let dead = WorkerPool::new(Workers::new(1).context(&ctx));
+    let rejected = dead.try_submit(async {}).unwrap_err();
+    stopped_by("Rejected", &rejected, rejected.context_error());
+
+    // rate limiting: RateLimitError
+    #[cfg(feature = "rate")]
+    {
+        let limiter = RateLimiter::new(Rate::per_second(1)).context(&ctx);
+        let err = limiter.until_ready().await.unwrap_err();
+        stopped_by("RateLimitError", &err, err.context_error());
+    }
+}
