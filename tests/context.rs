@@ -1,12 +1,11 @@
 //! The guarantees of `TaskContext`, each with a test that fails if it breaks.
 
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::time::Instant;
-use tokio_conc::context::{ContextError, SpanValue, TaskContext};
+use tokio_conc::context::{ContextError, TaskContext};
 use tokio_util::sync::CancellationToken;
 
 fn alive_tasks() -> usize {
@@ -296,25 +295,9 @@ fn cancelling_the_token_cancels_the_context() {
     assert_eq!(child.err(), Some(ContextError::Cancelled));
 }
 
-struct SessionId(u32);
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-impl SpanValue for SessionId {
-    const FIELD: &'static str = "session_id";
-}
-
-struct Tenant(&'static str);
-impl fmt::Display for Tenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-impl SpanValue for Tenant {
-    const FIELD: &'static str = "tenant";
-}
+#[path = "support/span_values.rs"]
+mod span_values;
+use span_values::{SessionId, Tenant};
 
 #[test]
 fn span_fields_list_the_nearest_span_values_outermost_first() {

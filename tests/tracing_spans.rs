@@ -136,17 +136,9 @@ fn each_worker_runs_in_a_span_naming_the_pool_and_its_index() {
     );
 }
 
-struct SessionId(u32);
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl SpanValue for SessionId {
-    const FIELD: &'static str = "session_id";
-}
+#[path = "support/span_values.rs"]
+mod span_values;
+use span_values::SessionId;
 
 #[test]
 fn logs_inside_a_spawned_task_carry_the_context_values() {
