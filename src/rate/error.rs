@@ -89,6 +89,7 @@ impl RateLimitError {
     /// # async fn main() {
     /// let ctx = TaskContext::background();
     /// let limiter = RateLimiter::new(Rate::per_second(1)).context(&ctx);
+    /// limiter.check().unwrap();
     /// assert_eq!(limiter.check().unwrap_err().context_error(), None, "over quota");
     /// ctx.cancel();
     /// let err = limiter.until_ready().await.unwrap_err();
