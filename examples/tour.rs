@@ -128,22 +128,24 @@ async fn fan_out() {
 /// Go's generator: lazy (unbuffered channel) and running ahead (buffered).
 async fn generator() {
     println!("== generator: lazy, and running ahead");
-    let squares: Vec<u64> = generate(|y: Yielder<u64>| async move {
-        for i in 1.. {
+    let squares: Vec<u64> = generate(|y| async move {
+        let mut i = 1_u64;
+        loop {
             y.send(i * i).await?;
+            i += 1;
         }
-        Ok::<(), Closed>(())
     })
     .take(4)
     .collect()
     .await;
     println!("   first squares: {squares:?}");
-    let mut ahead = generate_ahead(2, |y: Yielder<u32>| async move {
-        let mut n = 0;
+    let mut ahead = generate_ahead(2, |y| async move {
+        let mut n = 0_u32;
         while y.send(n).await.is_ok() {
             n += 1;
         }
         println!("   producer: send({n}) failed, the consumer left; stopping");
+        Ok(())
     });
     println!(
         "   took {:?} and {:?}, then dropped the stream",
@@ -162,7 +164,7 @@ async fn fan_in_step() {
             for i in 0..2 {
                 y.send(format!("producer {p}, item {i}")).await?;
             }
-            Ok::<(), Closed>(())
+            Ok(())
         })
     });
     let mut merged = fan_in(producers);
