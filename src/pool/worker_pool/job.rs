@@ -1,127 +1,168 @@
 //! A job in the queue, the [`JobHandle`] its submitter awaits, and [`JobError`].
+//!
+//! A job costs two allocations: the boxed future (with the sending half of
+//! its result slot), made before the queue's lock is taken and turned into a
+//! type-erased [`Job`] without another, and the result slot it shares with
+//! its handle. It carries no reference to the pool: the worker running it
+//! lends it the counters.
 
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
 
 use super::shared::Shared;
 use super::stats::Counters;
 use crate::context::ContextError;
 
-/// A queued job: the type-erased work, and its seat in the queue, given back
-/// when a worker takes the job.
+type Outcome<T> = Result<T, JobError>;
+
+/// A queued job: the type-erased work.
 pub(super) struct Job {
-    pub(super) work: BoxFuture<'static, ()>,
-    pub(super) seat: OwnedSemaphorePermit,
+    work: Pin<Box<dyn Run>>,
+}
+
+/// A submitted future before it is queued: still typed, so that a pool that
+/// closed meanwhile can give the future back.
+pub(super) struct Prepared<F: Future> {
+    work: Box<Work<F>>,
+}
+
+impl<F> Prepared<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Boxes `fut` with the sender of its result slot; returns the receiver too.
+    pub(super) fn new(fut: F) -> (Self, oneshot::Receiver<Outcome<F::Output>>) {
+        let (tx, rx) = oneshot::channel();
+        let work = Box::new(Work {
+            fut: Some(fut),
+            tx: Some(tx),
+        });
+        (Prepared { work }, rx)
+    }
+
+    /// The job to queue (no allocation: the box is reused).
+    pub(super) fn into_job(self) -> Job {
+        Job {
+            work: Box::into_pin(self.work),
+        }
+    }
+
+    /// The future back, untouched.
+    pub(super) fn into_future(self) -> F {
+        self.work
+            .fut
+            .expect("a prepared job holds its future until it is queued")
+    }
 }
 
 impl Job {
-    /// Wraps `fut` so that running it counts it and sends its outcome to the
-    /// returned receiver; dropping it unfinished counts it as failed.
-    pub(super) fn new<F>(
-        fut: F,
-        seat: OwnedSemaphorePermit,
-        counters: Arc<Counters>,
-    ) -> (Job, oneshot::Receiver<Result<F::Output, JobError>>)
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let mut report = Report {
-            tx: Some(tx),
-            counters,
-            started: false,
-        };
-        let work = async move {
-            report.start();
-            // Awaited in a block of its own so that `fut` is also dropped
-            // inside the catch: a panic in its destructor is the job's, not
-            // one that kills the worker and leaves the queue to nobody.
-            #[expect(clippy::redundant_async_block, reason = "drops `fut` inside the catch")]
-            let outcome = AssertUnwindSafe(async move { fut.await })
-                .catch_unwind()
-                .await;
-            report.finish(outcome.map_err(JobError::panicked));
-        };
-        (
-            Job {
-                work: Box::pin(work),
-                seat,
-            },
-            rx,
-        )
+    /// Runs the job to its end, keeping `counters` true to what happened to
+    /// it however it ends: a job dropped unfinished (its worker aborted)
+    /// counts as failed.
+    pub(super) async fn run(mut self, counters: &Counters) {
+        counters.running.fetch_add(1, Relaxed);
+        let unfinished = Unfinished(counters);
+        std::future::poll_fn(|cx| self.work.as_mut().poll_run(cx, counters)).await;
+        std::mem::forget(unfinished);
     }
 }
 
-/// Keeps the counters true to what happened to one job, however it ended.
-struct Report<T> {
-    tx: Option<oneshot::Sender<Result<T, JobError>>>,
-    counters: Arc<Counters>,
-    started: bool,
-}
+/// Counts a running job that was dropped before it ended.
+struct Unfinished<'a>(&'a Counters);
 
-impl<T> Report<T> {
-    fn start(&mut self) {
-        self.started = true;
-        self.counters.running.fetch_add(1, Relaxed);
-    }
-
-    fn finish(&mut self, outcome: Result<T, JobError>) {
-        // Counted before the result is sent, so a caller who has awaited the
-        // handle reads counters that already include this job.
-        self.counters.running.fetch_sub(1, Relaxed);
-        match &outcome {
-            Ok(_) => self.counters.completed.fetch_add(1, Relaxed),
-            Err(_) => {
-                self.counters.panicked.fetch_add(1, Relaxed);
-                self.counters.failed.fetch_add(1, Relaxed)
-            }
-        };
-        let Some(tx) = self.tx.take() else { return };
-        match tx.send(outcome) {
-            Ok(()) => {}
-            Err(Err(lost)) => {
-                // Nobody holds the handle: the counters are the only witness left,
-                // so say it in the logs too rather than let the panic vanish.
-                tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
-            }
-            Err(Ok(unwanted)) => {
-                // Dropped here, on the worker, which a panic in the output's
-                // destructor must not kill: the queue would be left to nobody.
-                let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(unwanted)));
-                if let Err(payload) = dropped {
-                    let panic = message_of(payload.as_ref()).unwrap_or("a non-string payload");
-                    tracing::error!(
-                        panic,
-                        "dropping the output of a worker-pool job whose handle was dropped panicked"
-                    );
-                }
-            }
-        }
-    }
-}
-
-impl<T> Drop for Report<T> {
+impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        if self.tx.is_none() {
-            return;
+        self.0.running.fetch_sub(1, Relaxed);
+        self.0.failed.fetch_add(1, Relaxed);
+        // The job's sender is dropped with it: the handle asks the pool why.
+    }
+}
+
+/// A job's future, polled with the counters of the pool running it.
+trait Run: Send {
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<()>;
+}
+
+pin_project! {
+    /// A submitted future and where its outcome goes. The future is dropped
+    /// inside the panic catch too: a panic in its destructor is the job's,
+    /// not one that kills the worker and leaves the queue to nobody.
+    struct Work<F: Future> {
+        #[pin]
+        fut: Option<F>,
+        tx: Option<oneshot::Sender<Outcome<F::Output>>>,
+    }
+}
+
+impl<F> Run for Work<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<()> {
+        let mut this = self.project();
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => Ok(output),
+            Err(payload) => Err(JobError::panicked(payload)),
+        };
+        // If the destructor panics, `set` still leaves `None` behind.
+        let dropped = catch_unwind(AssertUnwindSafe(|| this.fut.set(None)));
+        let outcome = match (outcome, dropped) {
+            (Ok(_lost), Err(payload)) => Err(JobError::panicked(payload)),
+            (outcome, _) => outcome,
+        };
+        if let Some(tx) = this.tx.take() {
+            finish(tx, outcome, counters);
         }
-        if self.started {
-            self.counters.running.fetch_sub(1, Relaxed);
+        Poll::Ready(())
+    }
+}
+
+/// Counts the job's end, then sends its outcome. Counted first, so a caller
+/// who has awaited the handle reads counters that already include this job.
+fn finish<T>(tx: oneshot::Sender<Outcome<T>>, outcome: Outcome<T>, counters: &Counters) {
+    counters.running.fetch_sub(1, Relaxed);
+    match &outcome {
+        Ok(_) => counters.completed.fetch_add(1, Relaxed),
+        Err(_) => {
+            counters.panicked.fetch_add(1, Relaxed);
+            counters.failed.fetch_add(1, Relaxed)
         }
-        self.counters.failed.fetch_add(1, Relaxed);
-        // Dropping the sender tells the handle; it asks the pool why.
+    };
+    match tx.send(outcome) {
+        Ok(()) => {}
+        Err(Err(lost)) => {
+            // Nobody holds the handle: the counters are the only witness left,
+            // so say it in the logs too rather than let the panic vanish.
+            tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
+        }
+        Err(Ok(unwanted)) => {
+            // Dropped here, on the worker, which a panic in the output's
+            // destructor must not kill: the queue would be left to nobody.
+            let dropped = catch_unwind(AssertUnwindSafe(|| drop(unwanted)));
+            if let Err(payload) = dropped {
+                let panic = message_of(payload.as_ref()).unwrap_or("a non-string payload");
+                tracing::error!(
+                    panic,
+                    "dropping the output of a worker-pool job whose handle was dropped panicked"
+                );
+            }
+        }
     }
 }
 
@@ -144,12 +185,12 @@ impl<T> Drop for Report<T> {
 /// ```
 #[must_use = "a JobHandle does nothing unless awaited; dropping it discards the job's output"]
 pub struct JobHandle<T> {
-    rx: oneshot::Receiver<Result<T, JobError>>,
+    rx: oneshot::Receiver<Outcome<T>>,
     shared: Arc<Shared>,
 }
 
 impl<T> JobHandle<T> {
-    pub(super) fn new(rx: oneshot::Receiver<Result<T, JobError>>, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(rx: oneshot::Receiver<Outcome<T>>, shared: Arc<Shared>) -> Self {
         JobHandle { rx, shared }
     }
 }
