@@ -3,8 +3,9 @@
 //! A job costs two allocations: the boxed future (with the sending half of
 //! its result slot), made before the queue's lock is taken and turned into a
 //! type-erased [`Job`] without another, and the result slot it shares with
-//! its handle. It carries no reference to the pool: the worker running it
-//! lends it the counters.
+//! its handle. Neither holds a reference to the pool: the worker running a
+//! job lends it the counters, and whoever drops a job unfinished (a stopping
+//! pool, an aborted worker) sends the pool's reason to its handle.
 
 use std::any::Any;
 use std::error::Error;
@@ -13,7 +14,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -67,31 +68,61 @@ where
 }
 
 impl Job {
-    /// Runs the job to its end, keeping `counters` true to what happened to
-    /// it however it ends: a job dropped unfinished (its worker aborted)
-    /// counts as failed.
-    pub(super) async fn run(mut self, counters: &Counters) {
-        counters.running.fetch_add(1, Relaxed);
-        let unfinished = Unfinished(counters);
-        std::future::poll_fn(|cx| self.work.as_mut().poll_run(cx, counters)).await;
-        std::mem::forget(unfinished);
+    /// Marks the job running (a worker has taken it); from here until it
+    /// ends, however that happens, the counters account for it and its
+    /// handle learns how it ended.
+    pub(super) fn start(self, shared: &Shared) -> Started<'_> {
+        shared.counters.running.fetch_add(1, Relaxed);
+        Started {
+            job: self,
+            shared,
+            ended: false,
+        }
+    }
+
+    /// Drops the job unstarted (the pool stopped), telling its handle why.
+    pub(super) fn drop_unstarted(mut self, error: JobError) {
+        self.work.as_mut().abandon(error);
     }
 }
 
-/// Counts a running job that was dropped before it ended.
-struct Unfinished<'a>(&'a Counters);
+/// A job a worker has taken. Dropped before it ends (its worker aborted),
+/// it counts as failed and its handle gets the pool's reason.
+pub(super) struct Started<'a> {
+    job: Job,
+    shared: &'a Shared,
+    ended: bool,
+}
 
-impl Drop for Unfinished<'_> {
+impl Started<'_> {
+    /// Runs the job to its end.
+    pub(super) async fn run(mut self) {
+        let counters = &self.shared.counters;
+        let work = &mut self.job.work;
+        std::future::poll_fn(|cx| work.as_mut().poll_run(cx, counters)).await;
+        self.ended = true;
+    }
+}
+
+impl Drop for Started<'_> {
     fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Relaxed);
-        self.0.failed.fetch_add(1, Relaxed);
-        // The job's sender is dropped with it: the handle asks the pool why.
+        if self.ended {
+            return;
+        }
+        let counters = &self.shared.counters;
+        counters.running.fetch_sub(1, Relaxed);
+        counters.failed.fetch_add(1, Relaxed);
+        let why = self.shared.why_jobs_were_dropped();
+        self.job.work.as_mut().abandon(why);
     }
 }
 
 /// A job's future, polled with the counters of the pool running it.
 trait Run: Send {
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<()>;
+
+    /// Drops the future unfinished, then sends `error` to the handle.
+    fn abandon(self: Pin<&mut Self>, error: JobError);
 }
 
 pin_project! {
@@ -130,6 +161,16 @@ where
             finish(tx, outcome, counters);
         }
         Poll::Ready(())
+    }
+
+    fn abandon(self: Pin<&mut Self>, error: JobError) {
+        let mut this = self.project();
+        // Dropped first, so that whoever the handle wakes finds its
+        // destructors have run.
+        this.fut.set(None);
+        if let Some(tx) = this.tx.take() {
+            let _ = tx.send(Err(error));
+        }
     }
 }
 
@@ -186,12 +227,11 @@ fn finish<T>(tx: oneshot::Sender<Outcome<T>>, outcome: Outcome<T>, counters: &Co
 #[must_use = "a JobHandle does nothing unless awaited; dropping it discards the job's output"]
 pub struct JobHandle<T> {
     rx: oneshot::Receiver<Outcome<T>>,
-    shared: Arc<Shared>,
 }
 
 impl<T> JobHandle<T> {
-    pub(super) fn new(rx: oneshot::Receiver<Outcome<T>>, shared: Arc<Shared>) -> Self {
-        JobHandle { rx, shared }
+    pub(super) fn new(rx: oneshot::Receiver<Outcome<T>>) -> Self {
+        JobHandle { rx }
     }
 }
 
@@ -199,11 +239,10 @@ impl<T> Future for JobHandle<T> {
     type Output = Result<T, JobError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        Poll::Ready(match ready!(Pin::new(&mut this.rx).poll(cx)) {
+        Poll::Ready(match ready!(Pin::new(&mut self.rx).poll(cx)) {
             Ok(outcome) => outcome,
-            // The job was dropped unfinished; the pool knows what stopped it.
-            Err(_) => Err(this.shared.why_jobs_were_dropped()),
+            // Dropped with no word from the pool: its runtime shut down.
+            Err(_) => Err(JobError::aborted()),
         })
     }
 }

@@ -359,7 +359,7 @@ impl WorkerPool {
     /// # }
     /// ```
     pub fn stats(&self) -> PoolStats {
-        self.shared.counters.snapshot()
+        self.shared.stats()
     }
 
     /// Whether the pool takes no more jobs: closed, aborted, or stopped by its

@@ -50,7 +50,7 @@ use tracing::Instrument;
 
 use super::job::{Job, JobError, JobHandle, Prepared};
 use super::reject::{RejectReason, Rejected};
-use super::stats::Counters;
+use super::stats::{Counters, PoolStats};
 use crate::context::TaskContext;
 
 /// Places in the queue allocated up front; more are allocated as jobs fill them.
@@ -96,6 +96,8 @@ struct Queue {
     freed: usize,
     /// Submitters waiting for a place (see [`Shared::take_seat`]).
     waiting_submitters: usize,
+    /// Jobs accepted so far.
+    submitted: u64,
 }
 
 /// What a worker does next, and whom it must wake first (outside the lock).
@@ -179,6 +181,7 @@ impl Shared {
                 parked: Vec::new(),
                 freed: 0,
                 waiting_submitters: 0,
+                submitted: 0,
             }),
             aborted: AtomicBool::new(false),
             runtime,
@@ -192,6 +195,15 @@ impl Shared {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A snapshot of the counters; the queue's own under its lock.
+    pub(super) fn stats(&self) -> PoolStats {
+        let (submitted, waiting) = {
+            let queue = self.queue();
+            (queue.submitted, queue.jobs.len())
+        };
+        self.counters.snapshot(submitted, waiting)
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -253,10 +265,8 @@ impl Shared {
         }
         // The place now belongs to the job: the worker that takes it counts it freed.
         seat.forget();
-        let job = prepared.into_job();
-        queue.jobs.push_back(job);
-        self.counters.waiting.fetch_add(1, Relaxed);
-        self.counters.submitted.fetch_add(1, Relaxed);
+        queue.jobs.push_back(prepared.into_job());
+        queue.submitted += 1;
         let wake = if queue.searching == 0 {
             queue.parked.pop()
         } else {
@@ -269,7 +279,7 @@ impl Shared {
         if let Some(worker) = wake {
             worker.unpark();
         }
-        Ok(JobHandle::new(rx, Arc::clone(self)))
+        Ok(JobHandle::new(rx))
     }
 
     pub(super) fn reject<F>(&self, reason: RejectReason, fut: F) -> Rejected<F> {
@@ -335,11 +345,14 @@ impl Shared {
         for worker in workers {
             worker.abort();
         }
-        self.counters.waiting.fetch_sub(dropped.len(), Relaxed);
-        self.counters.failed.fetch_add(dropped.len() as u64, Relaxed);
+        self.counters
+            .failed
+            .fetch_add(dropped.len() as u64, Relaxed);
         // Outside the lock: dropping a job runs its future's destructors,
         // which may call back into the pool.
-        drop(dropped);
+        for job in dropped {
+            job.drop_unstarted(self.why_jobs_were_dropped());
+        }
     }
 
     /// Starts `count` workers and the watcher that stops them all when the
@@ -413,7 +426,6 @@ impl Shared {
             queue.parked.push(Arc::clone(parker));
             return Next::Park;
         };
-        self.counters.waiting.fetch_sub(1, Relaxed);
         let mut wake = Wake::default();
         if !queue.jobs.is_empty() && queue.searching == 0 {
             wake.worker = queue.parked.pop();
@@ -445,6 +457,7 @@ impl Shared {
                 }
             };
             searching = false;
+            let job = job.start(&self);
             let stepping_aside = wake.wakes_anybody();
             if let Some(worker) = wake.worker {
                 worker.unpark();
@@ -457,7 +470,7 @@ impl Shared {
                 // the module docs).
                 let_the_lifo_slot_run().await;
             }
-            job.run(&self.counters).await;
+            job.run().await;
             // A worker with a long queue of quick jobs would otherwise never
             // give its thread back.
             tokio::task::coop::consume_budget().await;

@@ -52,12 +52,11 @@ pub struct PoolStats {
     pub workers: usize,
 }
 
-/// The live counters behind [`PoolStats`].
+/// The live counters behind [`PoolStats`], but for `submitted` and
+/// `waiting`, which the queue keeps under its lock.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    pub(super) submitted: AtomicU64,
     pub(super) rejected: AtomicU64,
-    pub(super) waiting: AtomicUsize,
     pub(super) running: AtomicUsize,
     pub(super) completed: AtomicU64,
     pub(super) failed: AtomicU64,
@@ -66,11 +65,11 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    pub(super) fn snapshot(&self) -> PoolStats {
+    pub(super) fn snapshot(&self, submitted: u64, waiting: usize) -> PoolStats {
         PoolStats {
-            submitted: self.submitted.load(Relaxed),
+            submitted,
             rejected: self.rejected.load(Relaxed),
-            waiting: self.waiting.load(Relaxed),
+            waiting,
             running: self.running.load(Relaxed),
             completed: self.completed.load(Relaxed),
             failed: self.failed.load(Relaxed),
