@@ -4,7 +4,7 @@
 //! its result slot), made before the queue's lock is taken and turned into a
 //! type-erased [`Job`] without another, and the result slot it shares with
 //! its handle. Neither holds a reference to the pool: the worker running a
-//! job lends it the counters, and whoever drops a job unfinished (a stopping
+//! job lends it its own tally to count in, and whoever drops a job unfinished (a stopping
 //! pool, an aborted worker) sends the pool's reason to its handle.
 
 use std::any::Any;
@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
 use super::shared::Shared;
-use super::stats::Counters;
+use super::stats::Tally;
 use crate::context::ContextError;
 
 type Outcome<T> = Result<T, JobError>;
@@ -71,11 +71,12 @@ impl Job {
     /// Marks the job running (a worker has taken it); from here until it
     /// ends, however that happens, the counters account for it and its
     /// handle learns how it ended.
-    pub(super) fn start(self, shared: &Shared) -> Started<'_> {
-        shared.counters.running.fetch_add(1, Relaxed);
+    pub(super) fn start<'a>(self, shared: &'a Shared, tally: &'a Tally) -> Started<'a> {
+        tally.running.fetch_add(1, Relaxed);
         Started {
             job: self,
             shared,
+            tally,
             ended: false,
         }
     }
@@ -91,15 +92,16 @@ impl Job {
 pub(super) struct Started<'a> {
     job: Job,
     shared: &'a Shared,
+    tally: &'a Tally,
     ended: bool,
 }
 
 impl Started<'_> {
     /// Runs the job to its end.
     pub(super) async fn run(mut self) {
-        let counters = &self.shared.counters;
+        let tally = self.tally;
         let work = &mut self.job.work;
-        std::future::poll_fn(|cx| work.as_mut().poll_run(cx, counters)).await;
+        std::future::poll_fn(|cx| work.as_mut().poll_run(cx, tally)).await;
         self.ended = true;
     }
 }
@@ -109,17 +111,16 @@ impl Drop for Started<'_> {
         if self.ended {
             return;
         }
-        let counters = &self.shared.counters;
-        counters.running.fetch_sub(1, Relaxed);
-        counters.failed.fetch_add(1, Relaxed);
+        self.tally.running.fetch_sub(1, Relaxed);
+        self.tally.failed.fetch_add(1, Relaxed);
         let why = self.shared.why_jobs_were_dropped();
         self.job.work.as_mut().abandon(why);
     }
 }
 
-/// A job's future, polled with the counters of the pool running it.
+/// A job's future, polled with the tally of the worker running it.
 trait Run: Send {
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<()>;
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, tally: &Tally) -> Poll<()>;
 
     /// Drops the future unfinished, then sends `error` to the handle.
     fn abandon(self: Pin<&mut Self>, error: JobError);
@@ -141,7 +142,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, counters: &Counters) -> Poll<()> {
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, tally: &Tally) -> Poll<()> {
         let mut this = self.project();
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
             return Poll::Ready(());
@@ -158,7 +159,7 @@ where
             (outcome, _) => outcome,
         };
         if let Some(tx) = this.tx.take() {
-            finish(tx, outcome, counters);
+            finish(tx, outcome, tally);
         }
         Poll::Ready(())
     }
@@ -176,13 +177,13 @@ where
 
 /// Counts the job's end, then sends its outcome. Counted first, so a caller
 /// who has awaited the handle reads counters that already include this job.
-fn finish<T>(tx: oneshot::Sender<Outcome<T>>, outcome: Outcome<T>, counters: &Counters) {
-    counters.running.fetch_sub(1, Relaxed);
+fn finish<T>(tx: oneshot::Sender<Outcome<T>>, outcome: Outcome<T>, tally: &Tally) {
+    tally.running.fetch_sub(1, Relaxed);
     match &outcome {
-        Ok(_) => counters.completed.fetch_add(1, Relaxed),
+        Ok(_) => tally.completed.fetch_add(1, Relaxed),
         Err(_) => {
-            counters.panicked.fetch_add(1, Relaxed);
-            counters.failed.fetch_add(1, Relaxed)
+            tally.panicked.fetch_add(1, Relaxed);
+            tally.failed.fetch_add(1, Relaxed)
         }
     };
     match tx.send(outcome) {

@@ -50,7 +50,7 @@ use tracing::Instrument;
 
 use super::job::{Job, JobError, JobHandle, Prepared};
 use super::reject::{RejectReason, Rejected};
-use super::stats::{Counters, PoolStats};
+use super::stats::{Counters, PoolStats, Tally};
 use crate::context::TaskContext;
 
 /// Places in the queue allocated up front; more are allocated as jobs fill them.
@@ -346,7 +346,7 @@ impl Shared {
             worker.abort();
         }
         self.counters
-            .failed
+            .dropped
             .fetch_add(dropped.len() as u64, Relaxed);
         // Outside the lock: dropping a job runs its future's destructors,
         // which may call back into the pool.
@@ -400,7 +400,10 @@ impl Shared {
 
     fn spawn_worker(self: &Arc<Self>, index: usize) -> AbortHandle {
         self.counters.workers.fetch_add(1, Relaxed);
-        let gone = WorkerGone(Arc::clone(&self.counters));
+        let gone = WorkerGone {
+            tally: self.counters.new_tally(),
+            counters: Arc::clone(&self.counters),
+        };
         let span =
             tracing::info_span!(parent: &self.span, "worker", pool = %self.name, worker = index);
         let work = self.ctx.scope(Arc::clone(self).work(gone)).instrument(span);
@@ -441,7 +444,8 @@ impl Shared {
         Next::Run(job, wake)
     }
 
-    async fn work(self: Arc<Self>, _gone: WorkerGone) {
+    async fn work(self: Arc<Self>, gone: WorkerGone) {
+        let tally = &gone.tally;
         let parker = Arc::new(Parker::default());
         // Counted as searching by `resize`, which spawned it.
         let mut searching = true;
@@ -457,7 +461,7 @@ impl Shared {
                 }
             };
             searching = false;
-            let job = job.start(&self);
+            let job = job.start(&self, tally);
             let stepping_aside = wake.wakes_anybody();
             if let Some(worker) = wake.worker {
                 worker.unpark();
@@ -520,11 +524,15 @@ impl Drop for WaitingSubmitter<'_> {
 }
 
 /// Counts a worker out however it ends (left, stopped, or dropped by the
-/// runtime, even before it first ran).
-struct WorkerGone(Arc<Counters>);
+/// runtime, even before it first ran), keeping what its tally counted.
+struct WorkerGone {
+    tally: Arc<Tally>,
+    counters: Arc<Counters>,
+}
 
 impl Drop for WorkerGone {
     fn drop(&mut self) {
-        self.0.workers.fetch_sub(1, Relaxed);
+        self.counters.retire(&self.tally);
+        self.counters.workers.fetch_sub(1, Relaxed);
     }
 }
