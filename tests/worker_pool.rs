@@ -6,7 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::task::Poll;
-use std::time::Duration;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use proptest::prelude::*;
@@ -597,17 +598,17 @@ async fn cpu_bound_jobs_run_on_two_threads_at_once() {
 }
 
 /// Busy-spins for `spin` of wall time, then says when it ran and where.
-fn spin_for(spin: Duration) -> (std::time::Instant, std::time::Instant, std::thread::ThreadId) {
-    let start = std::time::Instant::now();
+fn spin_for(spin: Duration) -> (Instant, Instant, ThreadId) {
+    let start = Instant::now();
     while start.elapsed() < spin {
         std::hint::spin_loop();
     }
-    (start, std::time::Instant::now(), std::thread::current().id())
+    (start, Instant::now(), std::thread::current().id())
 }
 
 /// Of the time at least one of `runs` was running, the share when two or more were.
-fn overlap_share(runs: &[(std::time::Instant, std::time::Instant)]) -> f64 {
-    let mut edges: Vec<(std::time::Instant, i32)> = runs
+fn overlap_share(runs: &[(Instant, Instant)]) -> f64 {
+    let mut edges: Vec<(Instant, i32)> = runs
         .iter()
         .flat_map(|&(start, end)| [(start, 1), (end, -1)])
         .collect();
