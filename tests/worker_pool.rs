@@ -666,6 +666,46 @@ async fn cpu_bound_jobs_overlap_most_of_the_time() {
     assert_eq!(threads.len(), 2);
 }
 
+/// A submitter that wakes an idle worker and then holds its thread (blocking
+/// code in a task) strands that worker in its thread's LIFO slot, where no
+/// other thread can steal it. Jobs submitted meanwhile from another thread
+/// must still run: once they pile up, a second idle worker is woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_that_holds_its_thread_does_not_hold_up_other_jobs() {
+    let pool = WorkerPool::new(Workers::new(2).buffer(64));
+    settle().await; // both workers wait for work
+    let hog_done = Arc::new(AtomicBool::new(false));
+    let hog = {
+        let (pool, hog_done) = (pool.clone(), hog_done.clone());
+        tokio::spawn(async move {
+            let _job = pool.submit(async {}).await.unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            hog_done.store(true, SeqCst);
+        })
+    };
+    while pool.stats().submitted == 0 {
+        tokio::task::yield_now().await;
+    }
+    let others = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..40 {
+                handles.push(pool.submit(async move { i }).await.unwrap());
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        })
+    };
+    within("the other submitter", others).await.unwrap();
+    assert!(
+        !hog_done.load(SeqCst),
+        "the other jobs waited until the blocking submitter let its thread go"
+    );
+    within("the blocking submitter", hog).await.unwrap();
+}
+
 #[test]
 #[should_panic(expected = "`workers` must be at least 1, got 0")]
 fn zero_workers_panics_naming_the_argument() {

@@ -11,10 +11,12 @@
 //!   job or parks stops searching in the same critical section in which it
 //!   looked at the queue, so a job pushed while `searching > 0` is always seen.
 //! * **Wake only when nobody will look.** Pushing a job unparks a worker only
-//!   when no worker is searching; a worker that takes a job and leaves more
-//!   behind unparks one more under the same rule. With quick jobs workers keep
-//!   finding work and nobody is woken per job; with slow jobs every idle worker
-//!   is woken while jobs wait.
+//!   when no worker is searching (or when jobs pile up behind the searching
+//!   ones: a woken worker may sit in the LIFO slot of a thread whose task does
+//!   not yield); a worker that takes a job and leaves more behind unparks one
+//!   more when no worker is searching. With quick jobs workers keep finding
+//!   work and nobody is woken per job; with slow jobs every idle worker is
+//!   woken while jobs wait.
 //! * **A worker that wakes anybody steps aside before its job.** A wake-up
 //!   from a runtime thread lands in that thread's LIFO slot, which no other
 //!   thread can steal from: a CPU-bound job run right after it would hold the
@@ -55,6 +57,11 @@ use crate::context::TaskContext;
 
 /// Places in the queue allocated up front; more are allocated as jobs fill them.
 const INITIAL_QUEUE_CAPACITY: usize = 1024;
+
+/// Jobs queued per searching worker before a submitter wakes one more: a
+/// searching worker stuck in the LIFO slot of a thread whose task does not
+/// yield must not hold up every job behind it.
+const JOBS_PER_SEARCHING_WORKER: usize = 16;
 
 /// The most places a worker counts before giving them back to submitters.
 const MAX_FREED_CHUNK: usize = 64;
@@ -267,7 +274,7 @@ impl Shared {
         seat.forget();
         queue.jobs.push_back(prepared.into_job());
         queue.submitted += 1;
-        let wake = if queue.searching == 0 {
+        let wake = if queue.jobs.len() > queue.searching * JOBS_PER_SEARCHING_WORKER {
             queue.parked.pop()
         } else {
             None
