@@ -6,7 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::task::Poll;
-use std::time::Duration;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use proptest::prelude::*;
@@ -594,6 +595,115 @@ async fn cpu_bound_jobs_run_on_two_threads_at_once() {
         "{alone} of {JOBS} jobs never ran beside their partner"
     );
     assert_eq!(threads.len(), 2);
+}
+
+/// Busy-spins for `spin` of wall time, then says when it ran and where.
+fn spin_for(spin: Duration) -> (Instant, Instant, ThreadId) {
+    let start = Instant::now();
+    while start.elapsed() < spin {
+        std::hint::spin_loop();
+    }
+    (start, Instant::now(), std::thread::current().id())
+}
+
+/// Of the time at least one of `runs` was running, the share when two or more were.
+fn overlap_share(runs: &[(Instant, Instant)]) -> f64 {
+    let mut edges: Vec<(Instant, i32)> = runs
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    edges.sort();
+    let (mut busy, mut both, mut running) = (Duration::ZERO, Duration::ZERO, 0);
+    for pair in edges.windows(2) {
+        running += pair[0].1;
+        let span = pair[1].0 - pair[0].0;
+        if running >= 1 {
+            busy += span;
+        }
+        if running >= 2 {
+            both += span;
+        }
+    }
+    both.as_secs_f64() / busy.as_secs_f64()
+}
+
+/// CPU-bound jobs keep both threads busy, not only now and then: of the
+/// time any of 100 jobs of ~1.5 ms was running, most of it had two running
+/// at once. The queue is short, so the submitter waits for room and every
+/// job's start frees a place: a worker that woke the waiting submitter into
+/// its own thread's LIFO slot and then ran its job would stall it there while
+/// the other worker drains the queue and idles (without stepping aside, two
+/// jobs ran at once 11-51% of the time). Wall-clock overlap, not speed, so
+/// a loaded machine slows it but does not fail it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_jobs_overlap_most_of_the_time() {
+    const JOBS: usize = 100;
+    let pool = WorkerPool::new(Workers::new(2).buffer(4));
+    let submitter = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::with_capacity(JOBS);
+            for _ in 0..JOBS {
+                let job = async { spin_for(Duration::from_micros(1500)) };
+                handles.push(pool.submit(job).await.unwrap());
+            }
+            handles
+        })
+    };
+    let mut runs = Vec::with_capacity(JOBS);
+    let mut threads = HashSet::new();
+    for handle in within("the submitter", submitter).await.unwrap() {
+        let (start, end, thread) = within("a CPU-bound job", handle).await.unwrap();
+        runs.push((start, end));
+        threads.insert(thread);
+    }
+    let share = overlap_share(&runs);
+    assert!(
+        share > 0.7,
+        "two jobs ran at once only {:.0}% of the busy time",
+        share * 100.0
+    );
+    assert_eq!(threads.len(), 2);
+}
+
+/// A submitter that wakes an idle worker and then holds its thread (blocking
+/// code in a task) strands that worker in its thread's LIFO slot, where no
+/// other thread can steal it. Jobs submitted meanwhile from another thread
+/// must still run: once they pile up, a second idle worker is woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_that_holds_its_thread_does_not_hold_up_other_jobs() {
+    let pool = WorkerPool::new(Workers::new(2).buffer(64));
+    settle().await; // both workers wait for work
+    let hog_done = Arc::new(AtomicBool::new(false));
+    let hog = {
+        let (pool, hog_done) = (pool.clone(), hog_done.clone());
+        tokio::spawn(async move {
+            let _job = pool.submit(async {}).await.unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            hog_done.store(true, SeqCst);
+        })
+    };
+    while pool.stats().submitted == 0 {
+        tokio::task::yield_now().await;
+    }
+    let others = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..40 {
+                handles.push(pool.submit(async move { i }).await.unwrap());
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        })
+    };
+    within("the other submitter", others).await.unwrap();
+    assert!(
+        !hog_done.load(SeqCst),
+        "the other jobs waited until the blocking submitter let its thread go"
+    );
+    within("the blocking submitter", hog).await.unwrap();
 }
 
 #[test]

@@ -1,127 +1,210 @@
 //! A job in the queue, the [`JobHandle`] its submitter awaits, and [`JobError`].
+//!
+//! A job costs two allocations: the boxed future (with the sending half of
+//! its result slot), made before the queue's lock is taken and turned into a
+//! type-erased [`Job`] without another, and the result slot it shares with
+//! its handle. Neither holds a reference to the pool: the worker running a
+//! job lends it its own tally to count in, and whoever drops a job unfinished (a stopping
+//! pool, an aborted worker) sends the pool's reason to its handle.
 
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
 
 use super::shared::Shared;
-use super::stats::Counters;
+use super::stats::Tally;
 use crate::context::ContextError;
 
-/// A queued job: the type-erased work, and its seat in the queue, given back
-/// when a worker takes the job.
+type Outcome<T> = Result<T, JobError>;
+
+/// A queued job: the type-erased work.
 pub(super) struct Job {
-    pub(super) work: BoxFuture<'static, ()>,
-    pub(super) seat: OwnedSemaphorePermit,
+    work: Pin<Box<dyn Run>>,
+}
+
+/// A submitted future before it is queued: still typed, so that a pool that
+/// closed meanwhile can give the future back.
+pub(super) struct Prepared<F: Future> {
+    work: Box<Work<F>>,
+}
+
+impl<F> Prepared<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Boxes `fut` with the sender of its result slot; returns the receiver too.
+    pub(super) fn new(fut: F) -> (Self, oneshot::Receiver<Outcome<F::Output>>) {
+        let (tx, rx) = oneshot::channel();
+        let work = Box::new(Work {
+            fut: Some(fut),
+            tx: Some(tx),
+        });
+        (Prepared { work }, rx)
+    }
+
+    /// The job to queue (no allocation: the box is reused).
+    pub(super) fn into_job(self) -> Job {
+        Job {
+            work: Box::into_pin(self.work),
+        }
+    }
+
+    /// The future back, untouched.
+    pub(super) fn into_future(self) -> F {
+        self.work
+            .fut
+            .expect("a prepared job holds its future until it is queued")
+    }
 }
 
 impl Job {
-    /// Wraps `fut` so that running it counts it and sends its outcome to the
-    /// returned receiver; dropping it unfinished counts it as failed.
-    pub(super) fn new<F>(
-        fut: F,
-        seat: OwnedSemaphorePermit,
-        counters: Arc<Counters>,
-    ) -> (Job, oneshot::Receiver<Result<F::Output, JobError>>)
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let mut report = Report {
-            tx: Some(tx),
-            counters,
-            started: false,
-        };
-        let work = async move {
-            report.start();
-            // Awaited in a block of its own so that `fut` is also dropped
-            // inside the catch: a panic in its destructor is the job's, not
-            // one that kills the worker and leaves the queue to nobody.
-            #[expect(clippy::redundant_async_block, reason = "drops `fut` inside the catch")]
-            let outcome = AssertUnwindSafe(async move { fut.await })
-                .catch_unwind()
-                .await;
-            report.finish(outcome.map_err(JobError::panicked));
-        };
-        (
-            Job {
-                work: Box::pin(work),
-                seat,
-            },
-            rx,
-        )
-    }
-}
-
-/// Keeps the counters true to what happened to one job, however it ended.
-struct Report<T> {
-    tx: Option<oneshot::Sender<Result<T, JobError>>>,
-    counters: Arc<Counters>,
-    started: bool,
-}
-
-impl<T> Report<T> {
-    fn start(&mut self) {
-        self.started = true;
-        self.counters.running.fetch_add(1, Relaxed);
-    }
-
-    fn finish(&mut self, outcome: Result<T, JobError>) {
-        // Counted before the result is sent, so a caller who has awaited the
-        // handle reads counters that already include this job.
-        self.counters.running.fetch_sub(1, Relaxed);
-        match &outcome {
-            Ok(_) => self.counters.completed.fetch_add(1, Relaxed),
-            Err(_) => {
-                self.counters.panicked.fetch_add(1, Relaxed);
-                self.counters.failed.fetch_add(1, Relaxed)
-            }
-        };
-        let Some(tx) = self.tx.take() else { return };
-        match tx.send(outcome) {
-            Ok(()) => {}
-            Err(Err(lost)) => {
-                // Nobody holds the handle: the counters are the only witness left,
-                // so say it in the logs too rather than let the panic vanish.
-                tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
-            }
-            Err(Ok(unwanted)) => {
-                // Dropped here, on the worker, which a panic in the output's
-                // destructor must not kill: the queue would be left to nobody.
-                let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| drop(unwanted)));
-                if let Err(payload) = dropped {
-                    let panic = message_of(payload.as_ref()).unwrap_or("a non-string payload");
-                    tracing::error!(
-                        panic,
-                        "dropping the output of a worker-pool job whose handle was dropped panicked"
-                    );
-                }
-            }
+    /// Marks the job running (a worker has taken it); from here until it
+    /// ends, however that happens, the counters account for it and its
+    /// handle learns how it ended.
+    pub(super) fn start<'a>(self, shared: &'a Shared, tally: &'a Tally) -> Started<'a> {
+        tally.running.fetch_add(1, Relaxed);
+        Started {
+            job: self,
+            shared,
+            tally,
+            ended: false,
         }
     }
+
+    /// Drops the job unstarted (the pool stopped), telling its handle why.
+    pub(super) fn drop_unstarted(mut self, error: JobError) {
+        self.work.as_mut().abandon(error);
+    }
 }
 
-impl<T> Drop for Report<T> {
+/// A job a worker has taken. Dropped before it ends (its worker aborted),
+/// it counts as failed and its handle gets the pool's reason.
+pub(super) struct Started<'a> {
+    job: Job,
+    shared: &'a Shared,
+    tally: &'a Tally,
+    ended: bool,
+}
+
+impl Started<'_> {
+    /// Runs the job to its end.
+    pub(super) async fn run(mut self) {
+        let tally = self.tally;
+        let work = &mut self.job.work;
+        std::future::poll_fn(|cx| work.as_mut().poll_run(cx, tally)).await;
+        self.ended = true;
+    }
+}
+
+impl Drop for Started<'_> {
     fn drop(&mut self) {
-        if self.tx.is_none() {
+        if self.ended {
             return;
         }
-        if self.started {
-            self.counters.running.fetch_sub(1, Relaxed);
+        self.tally.running.fetch_sub(1, Relaxed);
+        self.tally.failed.fetch_add(1, Relaxed);
+        let why = self.shared.why_jobs_were_dropped();
+        self.job.work.as_mut().abandon(why);
+    }
+}
+
+/// A job's future, polled with the tally of the worker running it.
+trait Run: Send {
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, tally: &Tally) -> Poll<()>;
+
+    /// Drops the future unfinished, then sends `error` to the handle.
+    fn abandon(self: Pin<&mut Self>, error: JobError);
+}
+
+pin_project! {
+    /// A submitted future and where its outcome goes. The future is dropped
+    /// inside the panic catch too: a panic in its destructor is the job's,
+    /// not one that kills the worker and leaves the queue to nobody.
+    struct Work<F: Future> {
+        #[pin]
+        fut: Option<F>,
+        tx: Option<oneshot::Sender<Outcome<F::Output>>>,
+    }
+}
+
+impl<F> Run for Work<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, tally: &Tally) -> Poll<()> {
+        let mut this = self.project();
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => Ok(output),
+            Err(payload) => Err(JobError::panicked(payload)),
+        };
+        // If the destructor panics, `set` still leaves `None` behind.
+        let dropped = catch_unwind(AssertUnwindSafe(|| this.fut.set(None)));
+        let outcome = match (outcome, dropped) {
+            (Ok(_lost), Err(payload)) => Err(JobError::panicked(payload)),
+            (outcome, _) => outcome,
+        };
+        if let Some(tx) = this.tx.take() {
+            finish(tx, outcome, tally);
         }
-        self.counters.failed.fetch_add(1, Relaxed);
-        // Dropping the sender tells the handle; it asks the pool why.
+        Poll::Ready(())
+    }
+
+    fn abandon(self: Pin<&mut Self>, error: JobError) {
+        let mut this = self.project();
+        // Dropped first, so that whoever the handle wakes finds its
+        // destructors have run.
+        this.fut.set(None);
+        if let Some(tx) = this.tx.take() {
+            let _ = tx.send(Err(error));
+        }
+    }
+}
+
+/// Counts the job's end, then sends its outcome. Counted first, so a caller
+/// who has awaited the handle reads counters that already include this job.
+fn finish<T>(tx: oneshot::Sender<Outcome<T>>, outcome: Outcome<T>, tally: &Tally) {
+    tally.running.fetch_sub(1, Relaxed);
+    match &outcome {
+        Ok(_) => tally.completed.fetch_add(1, Relaxed),
+        Err(_) => {
+            tally.panicked.fetch_add(1, Relaxed);
+            tally.failed.fetch_add(1, Relaxed)
+        }
+    };
+    match tx.send(outcome) {
+        Ok(()) => {}
+        Err(Err(lost)) => {
+            // Nobody holds the handle: the counters are the only witness left,
+            // so say it in the logs too rather than let the panic vanish.
+            tracing::error!(panic = %lost, "a worker-pool job panicked and its handle was dropped");
+        }
+        Err(Ok(unwanted)) => {
+            // Dropped here, on the worker, which a panic in the output's
+            // destructor must not kill: the queue would be left to nobody.
+            let dropped = catch_unwind(AssertUnwindSafe(|| drop(unwanted)));
+            if let Err(payload) = dropped {
+                let panic = message_of(payload.as_ref()).unwrap_or("a non-string payload");
+                tracing::error!(
+                    panic,
+                    "dropping the output of a worker-pool job whose handle was dropped panicked"
+                );
+            }
+        }
     }
 }
 
@@ -144,13 +227,12 @@ impl<T> Drop for Report<T> {
 /// ```
 #[must_use = "a JobHandle does nothing unless awaited; dropping it discards the job's output"]
 pub struct JobHandle<T> {
-    rx: oneshot::Receiver<Result<T, JobError>>,
-    shared: Arc<Shared>,
+    rx: oneshot::Receiver<Outcome<T>>,
 }
 
 impl<T> JobHandle<T> {
-    pub(super) fn new(rx: oneshot::Receiver<Result<T, JobError>>, shared: Arc<Shared>) -> Self {
-        JobHandle { rx, shared }
+    pub(super) fn new(rx: oneshot::Receiver<Outcome<T>>) -> Self {
+        JobHandle { rx }
     }
 }
 
@@ -158,11 +240,10 @@ impl<T> Future for JobHandle<T> {
     type Output = Result<T, JobError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        Poll::Ready(match ready!(Pin::new(&mut this.rx).poll(cx)) {
+        Poll::Ready(match ready!(Pin::new(&mut self.rx).poll(cx)) {
             Ok(outcome) => outcome,
-            // The job was dropped unfinished; the pool knows what stopped it.
-            Err(_) => Err(this.shared.why_jobs_were_dropped()),
+            // Dropped with no word from the pool: its runtime shut down.
+            Err(_) => Err(JobError::aborted()),
         })
     }
 }

@@ -2,12 +2,36 @@
 //! the worker loop.
 //!
 //! The hand-off is a plain queue under a `std` mutex (never held across an
-//! `.await`) with a `Notify` for idle workers. A worker that takes a job wakes
-//! no other worker: only submitting (and closing, resizing, stopping) wakes
-//! idle workers. A queue shared through an async lock or a channel read by N
-//! workers would make each worker wake the next into its own thread's LIFO
-//! slot, where no other thread can steal it — and CPU-bound jobs would then run
-//! one at a time however many threads the runtime has.
+//! `.await`). Idle workers park, each on its own [`Parker`], in a list under
+//! the same mutex. Invariants, all kept under the queue's lock:
+//!
+//! * **Searching.** `searching` counts the workers that are awake and will
+//!   look at the queue before they park or run a job: a worker just started,
+//!   or just unparked (counted by whoever unparked it). A worker that takes a
+//!   job or parks stops searching in the same critical section in which it
+//!   looked at the queue, so a job pushed while `searching > 0` is always seen.
+//! * **Wake only when nobody will look.** Pushing a job unparks a worker only
+//!   when no worker is searching (or when jobs pile up behind the searching
+//!   ones: a woken worker may sit in the LIFO slot of a thread whose task does
+//!   not yield); a worker that takes a job and leaves more behind unparks one
+//!   more when no worker is searching. With quick jobs workers keep finding
+//!   work and nobody is woken per job; with slow jobs every idle worker is
+//!   woken while jobs wait.
+//! * **A worker that wakes anybody steps aside before its job.** A wake-up
+//!   from a runtime thread lands in that thread's LIFO slot, which no other
+//!   thread can steal from: a CPU-bound job run right after it would hold the
+//!   woken task (a worker, or a submitter waiting for room) there while other
+//!   threads idle. Yielding once lets the woken task run and puts this worker
+//!   where an idle thread can steal it. Submitters are not workers and never
+//!   step aside.
+//! * **Places come back in chunks.** `seats` holds one permit per free place.
+//!   A submitter takes one and forgets it; a worker taking a job counts its
+//!   place in `freed`, and gives the counted places back to `seats` at once
+//!   when they reach a chunk of the buffer, or when the queue runs dry while
+//!   a submitter waits. A submitter that finds no permit gives the counted
+//!   places back itself before it waits or refuses (`try_submit`), so no
+//!   place is ever held by nobody. So a submitter waiting for room is woken
+//!   once per chunk, not once per job.
 //!
 //! Stopping costs nothing per job: one watcher task waits for the pool's
 //! context and then aborts the workers, instead of every job racing the
@@ -15,36 +39,43 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
+use futures::task::AtomicWaker;
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::task::AbortHandle;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::job::{Job, JobError, JobHandle};
+use super::job::{Job, JobError, JobHandle, Prepared};
 use super::reject::{RejectReason, Rejected};
-use super::stats::Counters;
+use super::stats::{Counters, PoolStats, Tally};
 use crate::context::TaskContext;
 
 /// Places in the queue allocated up front; more are allocated as jobs fill them.
 const INITIAL_QUEUE_CAPACITY: usize = 1024;
 
+/// Jobs queued per searching worker before a submitter wakes one more: a
+/// searching worker stuck in the LIFO slot of a thread whose task does not
+/// yield must not hold up every job behind it.
+const JOBS_PER_SEARCHING_WORKER: usize = 16;
+
+/// The most places a worker counts before giving them back to submitters.
+const MAX_FREED_CHUNK: usize = 64;
+
 pub(super) struct Shared {
     pub(super) ctx: TaskContext,
     pub(super) counters: Arc<Counters>,
-    /// One permit per free place in the queue; a job gives its permit back
-    /// when a worker takes it.
-    seats: Arc<Semaphore>,
-    /// Submitters parked until a seat frees (see [`Shared::take_seat`]).
-    waiting_submitters: AtomicUsize,
+    /// One permit per free place in the queue, less the places counted in
+    /// [`Queue::freed`].
+    seats: Semaphore,
+    /// Places given back to `seats` together (see the module docs).
+    freed_chunk: usize,
     pub(super) tracker: TaskTracker,
     queue: Mutex<Queue>,
-    /// Wakes idle workers: one per submitted job, all on close/resize/stop.
-    idle: Notify,
     aborted: AtomicBool,
     runtime: Handle,
     name: String,
@@ -64,12 +95,69 @@ struct Queue {
     next_index: usize,
     /// To stop every worker at once, even one in the middle of a job.
     handles: Vec<AbortHandle>,
+    /// Workers awake that will look at the queue before they park or run a job.
+    searching: usize,
+    /// Idle workers, each waiting on its own parker.
+    parked: Vec<Arc<Parker>>,
+    /// Places freed by jobs taken, not yet given back to `seats`.
+    freed: usize,
+    /// Submitters waiting for a place (see [`Shared::take_seat`]).
+    waiting_submitters: usize,
+    /// Jobs accepted so far.
+    submitted: u64,
 }
 
+/// What a worker does next, and whom it must wake first (outside the lock).
 enum Next {
-    Run(Job),
-    Wait,
+    Run(Job, Wake),
+    Park,
     Leave,
+}
+
+/// The wake-ups a worker owes after taking a job.
+#[derive(Default)]
+struct Wake {
+    /// A parked worker to unpark: jobs are left and nobody is searching.
+    worker: Option<Arc<Parker>>,
+    /// Places to give back to `seats`, and whether a submitter waits for them.
+    places: usize,
+    submitter_waits: bool,
+}
+
+impl Wake {
+    fn wakes_anybody(&self) -> bool {
+        self.worker.is_some() || (self.places > 0 && self.submitter_waits)
+    }
+}
+
+/// Where one idle worker waits until it is unparked. Each park is ended by
+/// exactly one unpark: whoever takes the parker out of [`Queue::parked`].
+#[derive(Default)]
+struct Parker {
+    unparked: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Parker {
+    fn unpark(&self) {
+        self.unparked.store(true, Release);
+        self.waker.wake();
+    }
+
+    async fn park(&self) {
+        std::future::poll_fn(|cx| {
+            if self.unparked.swap(false, Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.unparked.swap(false, Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
 }
 
 impl Shared {
@@ -83,8 +171,8 @@ impl Shared {
         Arc::new(Shared {
             ctx,
             counters: Arc::default(),
-            seats: Arc::new(Semaphore::new(buffer)),
-            waiting_submitters: AtomicUsize::new(0),
+            seats: Semaphore::new(buffer),
+            freed_chunk: (buffer / 4).clamp(1, MAX_FREED_CHUNK),
             tracker: TaskTracker::new(),
             queue: Mutex::new(Queue {
                 // Not the whole buffer: a huge one (a queue meant to be
@@ -96,8 +184,12 @@ impl Shared {
                 target: 0,
                 next_index: 0,
                 handles: Vec::new(),
+                searching: 0,
+                parked: Vec::new(),
+                freed: 0,
+                waiting_submitters: 0,
+                submitted: 0,
             }),
-            idle: Notify::new(),
             aborted: AtomicBool::new(false),
             runtime,
             name,
@@ -112,52 +204,89 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A snapshot of the counters; the queue's own under its lock.
+    pub(super) fn stats(&self) -> PoolStats {
+        let (submitted, waiting) = {
+            let queue = self.queue();
+            (queue.submitted, queue.jobs.len())
+        };
+        self.counters.snapshot(submitted, waiting)
+    }
+
     pub(super) fn is_closed(&self) -> bool {
         self.queue().closed
     }
 
-    /// A place in the queue, if one is free now.
-    pub(super) fn try_seat(&self) -> Result<OwnedSemaphorePermit, TryAcquireError> {
-        Arc::clone(&self.seats).try_acquire_owned()
+    /// A place in the queue, if one is free now (counting the places workers
+    /// have freed and not yet given back).
+    pub(super) fn try_seat(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        match self.seats.try_acquire() {
+            Err(TryAcquireError::NoPermits) if self.give_back_freed_places() > 0 => {
+                self.seats.try_acquire()
+            }
+            taken => taken,
+        }
+    }
+
+    /// Gives the places workers counted back to `seats`; returns how many.
+    fn give_back_freed_places(&self) -> usize {
+        let places = std::mem::take(&mut self.queue().freed);
+        self.seats.add_permits(places);
+        places
     }
 
     /// A place in the queue, waiting for one; `None` once the pool is closed.
     /// Cancel-safe.
-    pub(super) async fn take_seat(&self) -> Option<OwnedSemaphorePermit> {
-        match self.try_seat() {
-            Ok(seat) => return Some(seat),
-            Err(TryAcquireError::Closed) => return None,
-            Err(TryAcquireError::NoPermits) => {}
-        }
-        self.waiting_submitters.fetch_add(1, Relaxed);
+    pub(super) async fn take_seat(&self) -> Option<SemaphorePermit<'_>> {
+        // Counted before the freed places are given back, under the lock a
+        // worker counts a place under: from then on, a worker that empties
+        // the queue gives its places back at once.
+        let places = {
+            let mut queue = self.queue();
+            queue.waiting_submitters += 1;
+            std::mem::take(&mut queue.freed)
+        };
         let _counted = WaitingSubmitter(self);
-        Arc::clone(&self.seats).acquire_owned().await.ok()
+        self.seats.add_permits(places);
+        self.seats.acquire().await.ok()
     }
 
-    /// Queues `fut` on the seat it holds, or gives it back if the pool closed
+    /// Queues `fut` on the place it holds, or gives it back if the pool closed
     /// meanwhile. Closing takes the same lock, so no job slips in behind the
     /// last worker.
     pub(super) fn enqueue<F>(
         self: &Arc<Self>,
         fut: F,
-        seat: OwnedSemaphorePermit,
+        seat: SemaphorePermit<'_>,
     ) -> Result<JobHandle<F::Output>, Rejected<F>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        // Boxed before the lock is taken; queued without another allocation.
+        let (prepared, rx) = Prepared::new(fut);
         let mut queue = self.queue();
         if queue.closed {
             drop(queue);
-            return Err(self.reject(self.why_closed(), fut));
+            return Err(self.reject(self.why_closed(), prepared.into_future()));
         }
-        let (job, rx) = Job::new(fut, seat, Arc::clone(&self.counters));
-        queue.jobs.push_back(job);
-        self.counters.waiting.fetch_add(1, Relaxed);
-        self.counters.submitted.fetch_add(1, Relaxed);
+        // The place now belongs to the job: the worker that takes it counts it freed.
+        seat.forget();
+        queue.jobs.push_back(prepared.into_job());
+        queue.submitted += 1;
+        let wake = if queue.jobs.len() > queue.searching * JOBS_PER_SEARCHING_WORKER {
+            queue.parked.pop()
+        } else {
+            None
+        };
+        if wake.is_some() {
+            queue.searching += 1;
+        }
         drop(queue);
-        self.idle.notify_one();
-        Ok(JobHandle::new(rx, Arc::clone(self)))
+        if let Some(worker) = wake {
+            worker.unpark();
+        }
+        Ok(JobHandle::new(rx))
     }
 
     pub(super) fn reject<F>(&self, reason: RejectReason, fut: F) -> Rejected<F> {
@@ -183,10 +312,14 @@ impl Shared {
 
     /// Graceful: no new jobs; the workers finish the queue, then leave.
     pub(super) fn close(&self) {
-        self.queue().closed = true;
+        let idle = {
+            let mut queue = self.queue();
+            queue.closed = true;
+            queue.unpark_all()
+        };
         self.seats.close();
         self.tracker.close();
-        self.idle.notify_waiters();
+        unpark(idle);
     }
 
     /// Abort: the workers are aborted with their running jobs, and queued
@@ -219,10 +352,14 @@ impl Shared {
         for worker in workers {
             worker.abort();
         }
-        self.counters.waiting.fetch_sub(dropped.len(), Relaxed);
+        self.counters
+            .dropped
+            .fetch_add(dropped.len() as u64, Relaxed);
         // Outside the lock: dropping a job runs its future's destructors,
         // which may call back into the pool.
-        drop(dropped);
+        for job in dropped {
+            job.drop_unstarted(self.why_jobs_were_dropped());
+        }
     }
 
     /// Starts `count` workers and the watcher that stops them all when the
@@ -250,83 +387,120 @@ impl Shared {
                 let index = queue.next_index;
                 queue.next_index += 1;
                 queue.workers += 1;
+                // A new worker looks at the queue before it parks.
+                queue.searching += 1;
                 // Spawned under the lock, so `stop` cannot miss a worker.
                 let worker = self.spawn_worker(index);
                 queue.handles.push(worker);
             }
         }
+        // Idle workers above the new count wake up and leave; the others
+        // park again.
+        let idle = if queue.workers > count {
+            queue.unpark_all()
+        } else {
+            Vec::new()
+        };
         drop(queue);
-        // Idle workers above the new count wake up and leave.
-        self.idle.notify_waiters();
+        unpark(idle);
     }
 
     fn spawn_worker(self: &Arc<Self>, index: usize) -> AbortHandle {
         self.counters.workers.fetch_add(1, Relaxed);
-        let gone = WorkerGone(Arc::clone(&self.counters));
+        let gone = WorkerGone {
+            tally: self.counters.new_tally(),
+            counters: Arc::clone(&self.counters),
+        };
         let span =
             tracing::info_span!(parent: &self.span, "worker", pool = %self.name, worker = index);
         let work = self.ctx.scope(Arc::clone(self).work(gone)).instrument(span);
         self.tracker.spawn_on(work, &self.runtime).abort_handle()
     }
 
-    fn next(&self) -> Next {
+    /// Under one lock: stops searching (if this worker was), then takes the
+    /// next job, parks or leaves.
+    fn next(&self, searching: bool, parker: &Arc<Parker>) -> Next {
         let mut queue = self.queue();
+        if searching {
+            queue.searching -= 1;
+        }
         if queue.workers > queue.target {
             queue.workers -= 1;
             return Next::Leave;
         }
-        if let Some(job) = queue.jobs.pop_front() {
-            self.counters.waiting.fetch_sub(1, Relaxed);
-            return Next::Run(job);
+        let Some(job) = queue.jobs.pop_front() else {
+            if queue.closed {
+                queue.workers -= 1;
+                return Next::Leave;
+            }
+            queue.parked.push(Arc::clone(parker));
+            return Next::Park;
+        };
+        let mut wake = Wake::default();
+        if !queue.jobs.is_empty() && queue.searching == 0 {
+            wake.worker = queue.parked.pop();
+            if wake.worker.is_some() {
+                queue.searching += 1;
+            }
         }
-        if queue.closed {
-            queue.workers -= 1;
-            return Next::Leave;
+        queue.freed += 1;
+        wake.submitter_waits = queue.waiting_submitters > 0;
+        if queue.freed >= self.freed_chunk || (wake.submitter_waits && queue.jobs.is_empty()) {
+            wake.places = std::mem::take(&mut queue.freed);
         }
-        Next::Wait
+        Next::Run(job, wake)
     }
 
-    async fn work(self: Arc<Self>, _gone: WorkerGone) {
+    async fn work(self: Arc<Self>, gone: WorkerGone) {
+        let tally = &gone.tally;
+        let parker = Arc::new(Parker::default());
+        // Counted as searching by `resize`, which spawned it.
+        let mut searching = true;
         loop {
-            let job = match self.next() {
-                Next::Run(job) => job,
+            let (job, wake) = match self.next(searching, &parker) {
+                Next::Run(job, wake) => (job, wake),
                 Next::Leave => return,
-                Next::Wait => {
-                    // Registered before looking again, so a job submitted
-                    // between the look and the wait still wakes this worker.
-                    // Only an idle worker registers: a busy one must never be
-                    // the one a new job's wake-up goes to while idle ones
-                    // sleep (and registering costs a lock per job).
-                    let wakeup = self.idle.notified();
-                    tokio::pin!(wakeup);
-                    wakeup.as_mut().enable();
-                    match self.next() {
-                        Next::Run(job) => job,
-                        Next::Leave => return,
-                        Next::Wait => {
-                            wakeup.await;
-                            continue;
-                        }
-                    }
+                Next::Park => {
+                    parker.park().await;
+                    // Counted as searching by whoever unparked it.
+                    searching = true;
+                    continue;
                 }
             };
-            // Frees the job's place in the queue for the next submitter.
-            drop(job.seat);
-            if self.waiting_submitters.load(Relaxed) > 0 {
-                // That woke a submitter into this thread's LIFO slot, which no
-                // other thread can steal from: a CPU-bound job would hold it
-                // there while the queue runs dry and the other workers idle.
-                // Stepping aside lets it refill the queue first. (Measured
-                // with 2 threads, 2 workers, 200 µs jobs and a 4-job queue:
-                // two jobs ran at once 80-90% of the time with this, 20-70%
-                // without; it costs trivial jobs about 2x.)
+            searching = false;
+            let job = job.start(&self, tally);
+            let stepping_aside = wake.wakes_anybody();
+            if let Some(worker) = wake.worker {
+                worker.unpark();
+            }
+            if wake.places > 0 {
+                self.seats.add_permits(wake.places);
+            }
+            if stepping_aside {
+                // What was just woken sits in this thread's LIFO slot (see
+                // the module docs).
                 let_the_lifo_slot_run().await;
             }
-            job.work.await;
+            job.run().await;
             // A worker with a long queue of quick jobs would otherwise never
             // give its thread back.
             tokio::task::coop::consume_budget().await;
         }
+    }
+}
+
+impl Queue {
+    /// Takes every parked worker out to be unparked; they count as searching.
+    fn unpark_all(&mut self) -> Vec<Arc<Parker>> {
+        let idle = std::mem::take(&mut self.parked);
+        self.searching += idle.len();
+        idle
+    }
+}
+
+fn unpark(idle: Vec<Arc<Parker>>) {
+    for worker in idle {
+        worker.unpark();
     }
 }
 
@@ -352,16 +526,20 @@ struct WaitingSubmitter<'a>(&'a Shared);
 
 impl Drop for WaitingSubmitter<'_> {
     fn drop(&mut self) {
-        self.0.waiting_submitters.fetch_sub(1, Relaxed);
+        self.0.queue().waiting_submitters -= 1;
     }
 }
 
 /// Counts a worker out however it ends (left, stopped, or dropped by the
-/// runtime, even before it first ran).
-struct WorkerGone(Arc<Counters>);
+/// runtime, even before it first ran), keeping what its tally counted.
+struct WorkerGone {
+    tally: Arc<Tally>,
+    counters: Arc<Counters>,
+}
 
 impl Drop for WorkerGone {
     fn drop(&mut self) {
-        self.0.workers.fetch_sub(1, Relaxed);
+        self.counters.retire(&self.tally);
+        self.counters.workers.fetch_sub(1, Relaxed);
     }
 }

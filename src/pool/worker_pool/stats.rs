@@ -1,6 +1,7 @@
 //! [`PoolStats`]: what a [`WorkerPool`](super::WorkerPool) has done so far.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A snapshot of a [`WorkerPool`](super::WorkerPool)'s counters.
 ///
@@ -52,30 +53,82 @@ pub struct PoolStats {
     pub workers: usize,
 }
 
-/// The live counters behind [`PoolStats`].
+/// The live counters behind [`PoolStats`], but for `submitted` and
+/// `waiting`, which the queue keeps under its lock, and what the workers
+/// count in their own [`Tally`].
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    pub(super) submitted: AtomicU64,
     pub(super) rejected: AtomicU64,
-    pub(super) waiting: AtomicUsize,
+    /// Jobs dropped before any worker took them (the pool stopped).
+    pub(super) dropped: AtomicU64,
+    pub(super) workers: AtomicUsize,
+    tallies: Mutex<Tallies>,
+}
+
+/// The tallies of the live workers, and the sum of those that have ended.
+#[derive(Debug, Default)]
+struct Tallies {
+    live: Vec<Arc<Tally>>,
+    ended: PoolStats,
+}
+
+/// What one worker has done. Only that worker writes it, and it sits on a
+/// cache line of its own, so workers finishing jobs side by side never
+/// contend on a shared counter.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(super) struct Tally {
     pub(super) running: AtomicUsize,
     pub(super) completed: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) panicked: AtomicU64,
-    pub(super) workers: AtomicUsize,
+}
+
+impl Tally {
+    fn add_to(&self, stats: &mut PoolStats) {
+        stats.running += self.running.load(Relaxed);
+        stats.completed += self.completed.load(Relaxed);
+        stats.failed += self.failed.load(Relaxed);
+        stats.panicked += self.panicked.load(Relaxed);
+    }
 }
 
 impl Counters {
-    pub(super) fn snapshot(&self) -> PoolStats {
-        PoolStats {
-            submitted: self.submitted.load(Relaxed),
-            rejected: self.rejected.load(Relaxed),
-            waiting: self.waiting.load(Relaxed),
-            running: self.running.load(Relaxed),
-            completed: self.completed.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            panicked: self.panicked.load(Relaxed),
-            workers: self.workers.load(Relaxed),
-        }
+    /// A tally for a new worker, counted from now on.
+    pub(super) fn new_tally(&self) -> Arc<Tally> {
+        let tally = Arc::new(Tally::default());
+        self.tallies().live.push(Arc::clone(&tally));
+        tally
+    }
+
+    /// Folds an ending worker's tally into the sum of ended ones.
+    pub(super) fn retire(&self, tally: &Arc<Tally>) {
+        let mut tallies = self.tallies();
+        tallies.live.retain(|live| !Arc::ptr_eq(live, tally));
+        tally.add_to(&mut tallies.ended);
+    }
+
+    fn tallies(&self) -> MutexGuard<'_, Tallies> {
+        // Plain sums that no panic leaves half done.
+        self.tallies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn snapshot(&self, submitted: u64, waiting: usize) -> PoolStats {
+        let mut stats = {
+            let tallies = self.tallies();
+            let mut stats = tallies.ended;
+            for tally in &tallies.live {
+                tally.add_to(&mut stats);
+            }
+            stats
+        };
+        stats.submitted = submitted;
+        stats.waiting = waiting;
+        stats.rejected = self.rejected.load(Relaxed);
+        stats.failed += self.dropped.load(Relaxed);
+        stats.workers = self.workers.load(Relaxed);
+        stats
     }
 }
