@@ -531,6 +531,10 @@ impl TaskContext {
             // The parent's fires first, and it reaches the child.
             return self.child();
         }
+        if self.is_cancelled() {
+            // Born stopped: the parent's reason stands, whatever the deadline.
+            return self.derive(Some(deadline), None, None);
+        }
         let own = OwnDeadline {
             fires_at: deadline.max(Instant::now()),
             cause,
