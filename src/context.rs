@@ -707,7 +707,11 @@ impl TaskContext {
     #[cold]
     fn fire_deadline(&self) {
         if let Some((owner, own)) = self.deadline_owner() {
-            owner.record_stop(ContextError::DeadlineExceeded, own.stop_cause(), own.fires_at);
+            owner.record_stop(
+                ContextError::DeadlineExceeded,
+                own.stop_cause(),
+                own.fires_at,
+            );
         }
     }
 

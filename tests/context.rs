@@ -274,7 +274,11 @@ async fn inherited_deadline_spawns_no_timer() {
     let later = ctx.with_timeout(Duration::from_secs(5));
     let child = ctx.child();
     let _tokens = (later.token(), child.token(), ctx.token());
-    assert_eq!(alive_tasks(), baseline + 1, "the owner's one timer serves them all");
+    assert_eq!(
+        alive_tasks(),
+        baseline + 1,
+        "the owner's one timer serves them all"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -77,7 +77,10 @@ async fn without_cancel_keeps_values_and_is_never_cancelled_by_the_parent() {
     assert!(!detached.is_cancelled());
     assert_eq!(detached.err(), None);
     assert_eq!(detached.cause(), None);
-    assert!(!token.is_cancelled(), "its token never fires from the parent");
+    assert!(
+        !token.is_cancelled(),
+        "its token never fires from the parent"
+    );
     let still_live = timeout(Duration::from_secs(5), detached.cancelled()).await;
     assert!(still_live.is_err(), "cancelled() does not complete either");
 }
@@ -121,7 +124,10 @@ async fn a_deadline_under_without_cancel_works_and_spares_the_parent() {
     let parent = TaskContext::background().with_timeout(Duration::from_secs(60));
     let detached = parent.without_cancel();
     let audit = detached.with_timeout(Duration::from_secs(120));
-    assert_eq!(audit.deadline(), Some(Instant::now() + Duration::from_secs(120)));
+    assert_eq!(
+        audit.deadline(),
+        Some(Instant::now() + Duration::from_secs(120))
+    );
     audit.cancelled().await;
     assert_eq!(audit.err(), Some(ContextError::DeadlineExceeded));
     assert!(!detached.is_cancelled());
@@ -304,7 +310,12 @@ impl std::error::Error for Named {}
 /// Go's `TestCause` table, case by case: (err, cause) as text.
 #[tokio::test(start_paused = true)]
 async fn cause_matches_gos_table() {
-    type Case = (&'static str, TaskContext, Option<&'static str>, Option<&'static str>);
+    type Case = (
+        &'static str,
+        TaskContext,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
     let never = Duration::from_secs(3600);
     let bg = TaskContext::background;
     let mut cases: Vec<Case> = Vec::new();
@@ -313,11 +324,21 @@ async fn cause_matches_gos_table() {
 
     let ctx = bg().child();
     ctx.cancel();
-    cases.push(("WithCancel", ctx, Some("context cancelled"), Some("context cancelled")));
+    cases.push((
+        "WithCancel",
+        ctx,
+        Some("context cancelled"),
+        Some("context cancelled"),
+    ));
 
     let ctx = bg().child();
     ctx.cancel_with(Named("cause"));
-    cases.push(("WithCancelCause", ctx, Some("cause: cause"), Some("cause: cause")));
+    cases.push((
+        "WithCancelCause",
+        ctx,
+        Some("cause: cause"),
+        Some("cause: cause"),
+    ));
 
     let parent = bg().child();
     let child = parent.child();
@@ -439,7 +460,12 @@ async fn cause_matches_gos_table() {
 
     let parent = bg().child();
     parent.cancel_with(Named("finishedEarly"));
-    cases.push(("WithoutCancel canceled", parent.without_cancel(), None, None));
+    cases.push((
+        "WithoutCancel canceled",
+        parent.without_cancel(),
+        None,
+        None,
+    ));
 
     let parent = bg().with_timeout_cause(Duration::ZERO, Named("tooSlow"));
     cases.push(("WithoutCancel timeout", parent.without_cancel(), None, None));
@@ -456,11 +482,13 @@ async fn cause_matches_gos_table() {
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_cause_reaches_every_depth_and_err_says_deadline() {
-    let ctx = TaskContext::background().with_deadline_cause(
-        Instant::now() + 100 * MS,
-        Named("upstream too slow"),
-    );
-    let deep = ctx.child().with_value(1_u8).child().with_timeout(Duration::from_secs(5));
+    let ctx = TaskContext::background()
+        .with_deadline_cause(Instant::now() + 100 * MS, Named("upstream too slow"));
+    let deep = ctx
+        .child()
+        .with_value(1_u8)
+        .child()
+        .with_timeout(Duration::from_secs(5));
     deep.cancelled().await;
     for node in [&ctx, &deep] {
         assert_eq!(node.err(), Some(ContextError::DeadlineExceeded));
@@ -498,7 +526,10 @@ async fn an_earlier_parent_deadline_keeps_its_own_cause() {
     let parent = TaskContext::background().with_timeout_cause(100 * MS, Named("parent's"));
     let child = parent.with_timeout_cause(Duration::from_secs(1), Named("child's"));
     child.cancelled().await;
-    assert_eq!(cause_text(child.cause()).as_deref(), Some("cause: parent's"));
+    assert_eq!(
+        cause_text(child.cause()).as_deref(),
+        Some("cause: parent's")
+    );
 }
 
 // ---------------------------------------------------------------- lazy deadlines
@@ -539,7 +570,10 @@ async fn a_deadline_nobody_watched_still_comes_before_a_later_cancel() {
     sleep(200 * MS).await;
     root.cancel_with(Named("shutdown"));
     assert_eq!(grandchild.err(), Some(ContextError::DeadlineExceeded));
-    assert_eq!(cause_text(grandchild.cause()).as_deref(), Some("cause: slow"));
+    assert_eq!(
+        cause_text(grandchild.cause()).as_deref(),
+        Some("cause: slow")
+    );
     assert_eq!(child.err(), Some(ContextError::DeadlineExceeded));
     assert_eq!(cause_text(root.err()).as_deref(), Some("cause: shutdown"));
 
@@ -767,8 +801,5 @@ async fn a_sleep_bound_by_a_context_ends_when_it_is_cancelled() {
     let start = Instant::now();
     let slept = ctx.run(sleep(Duration::from_secs(3600))).await;
     assert_eq!(start.elapsed(), Duration::from_secs(1));
-    assert_eq!(
-        cause_text(slept.err()).as_deref(),
-        Some("cause: stop")
-    );
+    assert_eq!(cause_text(slept.err()).as_deref(), Some("cause: stop"));
 }
