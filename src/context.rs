@@ -87,7 +87,9 @@ use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
@@ -750,6 +752,30 @@ impl TaskContext {
         }
     }
 
+    /// [`cancelled`](Self::cancelled) as a future that holds a clone of the
+    /// context instead of borrowing it (`'static`), for keeping in a struct
+    /// or moving into a task. Like `cancelled`, it spawns nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio_conc::context::TaskContext;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let ctx = TaskContext::background().with_timeout(Duration::from_secs(1));
+    /// let watcher = tokio::spawn(ctx.cancelled_owned());
+    /// drop(ctx);
+    /// watcher.await.unwrap();
+    /// # }
+    /// ```
+    pub fn cancelled_owned(&self) -> CancelledOwned {
+        CancelledOwned {
+            token: self.inner.token.clone().cancelled_owned(),
+            ctx: self.clone(),
+            sleep: None,
+        }
+    }
+
     /// `None` while the context is live; once it has stopped, which kind of
     /// stop it was: [`Cancelled`](ContextError::Cancelled),
     /// [`DeadlineExceeded`](ContextError::DeadlineExceeded), or
@@ -1110,23 +1136,73 @@ impl Future for CancelledFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
-        if this.token.poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        let Some(deadline) = this.ctx.inner.deadline else {
-            return Poll::Pending;
-        };
-        if this.ctx.deadline_passed() {
-            return Poll::Ready(());
-        }
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.as_mut().poll(cx).is_ready() {
-            this.ctx.fire_deadline();
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        poll_stopped(this.ctx, this.token, this.sleep, cx)
+    }
+}
+
+/// Ready once `token` fires or `ctx`'s deadline passes, sleeping on a timer
+/// of its own (made when first needed) rather than arming a task.
+fn poll_stopped(
+    ctx: &TaskContext,
+    token: Pin<&mut impl Future<Output = ()>>,
+    sleep: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if token.poll(cx).is_ready() {
+        return Poll::Ready(());
+    }
+    let Some(deadline) = ctx.inner.deadline else {
+        return Poll::Pending;
+    };
+    if ctx.deadline_passed() {
+        return Poll::Ready(());
+    }
+    let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    if sleep.as_mut().poll(cx).is_ready() {
+        ctx.fire_deadline();
+        return Poll::Ready(());
+    }
+    Poll::Pending
+}
+
+pin_project! {
+    /// The future of [`TaskContext::cancelled_owned`]: [`CancelledFuture`]
+    /// holding its own clone of the context.
+    ///
+    /// ```
+    /// use tokio_conc::context::{CancelledOwned, TaskContext};
+    ///
+    /// struct Worker {
+    ///     stop: std::pin::Pin<Box<CancelledOwned>>,
+    /// }
+    ///
+    /// let ctx = TaskContext::background();
+    /// let worker = Worker { stop: Box::pin(ctx.cancelled_owned()) };
+    /// # drop(worker);
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct CancelledOwned {
+        #[pin]
+        token: WaitForCancellationFutureOwned,
+        ctx: TaskContext,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl Future for CancelledOwned {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        poll_stopped(this.ctx, this.token, this.sleep, cx)
+    }
+}
+
+impl fmt::Debug for CancelledOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelledOwned")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
     }
 }
 

@@ -43,7 +43,10 @@ struct Shared<K: Hash + Eq + Clone> {
 /// two refill times after its last use.
 ///
 /// Clones share the quotas. Like [`RateLimiter`](super::RateLimiter), a clone
-/// may carry its own [`context`](Self::context).
+/// may carry its own [`context`](Self::context). Unlike it, a keyed waiter
+/// reserves nothing: it sleeps until its permits are due and checks again
+/// (charged as of that instant), so a burst of `check_key` calls for the same
+/// key can take the permits first.
 ///
 /// ```
 /// use tokio_conc::rate::{KeyedRateLimiter, Rate};
@@ -289,7 +292,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
 
     /// Takes `cost` permits for `key`, ignoring any context; a waiter that
     /// slept until `due` is charged as of `due` (see
-    /// [`RateLimiter::take_as_of`](super::RateLimiter::take_as_of)).
+    /// [`Rate`](super::Rate#keeping-the-pace-on-the-real-clock)).
     pub(crate) fn take(
         &self,
         key: &K,
