@@ -20,8 +20,11 @@
 //!   stream of checks can starve a waiter, and waiters are served in the
 //!   order they reserved.
 //! * A reservation given up before its instant gives its cells back, less
-//!   those reserved after it (Go's approximation), unless the rate has
-//!   changed since. After its instant it gives nothing back.
+//!   those reserved after it (Go's approximation). After its instant it
+//!   gives nothing back. While a reservation waits, nothing but a later
+//!   reservation (or a rate change) moves `tat`: its cells are over the
+//!   burst, so every check fails. Across a rate change the cells go back in
+//!   the new units if nothing was reserved after it, else not at all.
 //! * Changing the rate or burst keeps the tokens, capped at the new burst,
 //!   and serializes with other changes. A permit judged on another thread
 //!   while the rate changes may be judged by the old rate or the new one.
@@ -45,6 +48,8 @@ pub(crate) struct Gcra {
     /// Bumped by every rate change: a refund across one would be in the
     /// wrong units.
     generation: AtomicU64,
+    /// Bumped by every reservation that has to wait.
+    reservations: AtomicU64,
     changing: Mutex<()>,
 }
 
@@ -55,6 +60,9 @@ pub(crate) struct Reservation {
     weight: u64,
     /// `tat` right after it was made.
     tat_after: u64,
+    cost: u32,
+    /// `reservations` counted this one as.
+    seq: u64,
     /// When its cells conform, in nanoseconds after `origin`.
     ready: u64,
     generation: u64,
@@ -93,6 +101,7 @@ impl Gcra {
             interval: AtomicU64::new(nanos(rate.interval)),
             burst: AtomicU32::new(rate.burst.get()),
             generation: AtomicU64::new(0),
+            reservations: AtomicU64::new(0),
             changing: Mutex::new(()),
         }
     }
@@ -189,10 +198,13 @@ impl Gcra {
             if ready <= now {
                 return Ok(None);
             }
+            let seq = self.reservations.fetch_add(1, AcqRel) + 1;
             return Ok(Some(Reservation {
                 gcra: Arc::clone(self),
                 weight,
                 tat_after: next,
+                cost,
+                seq,
                 ready,
                 generation,
                 kept: false,
@@ -201,20 +213,30 @@ impl Gcra {
     }
 
     fn refund(&self, reservation: &Reservation) {
-        if self.generation.load(Acquire) != reservation.generation
-            || self.now() >= reservation.ready
-        {
+        if self.now() >= reservation.ready {
             return;
         }
+        let same_rate = self.generation.load(Acquire) == reservation.generation;
+        let last = self.reservations.load(Acquire) == reservation.seq;
         let mut tat = self.tat.load(Acquire);
         loop {
-            let reserved_after = tat.saturating_sub(reservation.tat_after);
-            let back = reservation.weight.saturating_sub(reserved_after);
+            let back = if same_rate {
+                let reserved_after = tat.saturating_sub(reservation.tat_after);
+                reservation.weight.saturating_sub(reserved_after)
+            } else if last {
+                let interval = self.interval.load(Acquire);
+                interval.saturating_mul(u64::from(reservation.cost))
+            } else {
+                0
+            };
             if back == 0 {
                 return;
             }
             let restored = tat.saturating_sub(back);
-            match self.tat.compare_exchange_weak(tat, restored, AcqRel, Acquire) {
+            match self
+                .tat
+                .compare_exchange_weak(tat, restored, AcqRel, Acquire)
+            {
                 Ok(_) => return,
                 Err(current) => tat = current,
             }
@@ -252,13 +274,18 @@ impl Gcra {
                 let new_debt = (i128::from(burst) * old_t - tokens) * new_t / old_t;
                 u64::try_from(i128::from(now) + new_debt).unwrap_or(u64::MAX)
             };
-            match self.tat.compare_exchange_weak(tat, converted, AcqRel, Acquire) {
+            match self
+                .tat
+                .compare_exchange_weak(tat, converted, AcqRel, Acquire)
+            {
                 Ok(_) => break,
                 Err(current) => tat = current,
             }
         }
-        self.interval.store(interval, std::sync::atomic::Ordering::Release);
-        self.burst.store(burst, std::sync::atomic::Ordering::Release);
+        self.interval
+            .store(interval, std::sync::atomic::Ordering::Release);
+        self.burst
+            .store(burst, std::sync::atomic::Ordering::Release);
         self.generation.fetch_add(1, AcqRel);
     }
 }
@@ -298,7 +325,10 @@ mod tests {
         let first = gcra.reserve(1, None).unwrap().expect("must wait");
         let second = gcra.reserve(1, None).unwrap().expect("must wait");
         drop(second);
-        assert!(matches!(gcra.check(1), Err(RateLimitError::OverQuota { .. })));
+        assert!(matches!(
+            gcra.check(1),
+            Err(RateLimitError::OverQuota { .. })
+        ));
         drop(first);
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(gcra.check(1).is_ok(), "both refunded: free again at 100 ms");

@@ -117,19 +117,24 @@ where
         loop {
             let mut due = None;
             if this.held.is_some() {
-                if let Some(ctx) = this.gate.task_context() {
-                    if this.timer.poll_cancelled(cx, ctx).is_ready() {
-                        let why = context_error(ctx);
-                        *this.held = None;
-                        return stop(&mut this, Some(why));
-                    }
-                }
-                match ready!(this.timer.poll_ready(cx)) {
-                    Woken::Reserved => {
+                // A wait that is over wins over a context stopping at the
+                // same instant: a wait ending on the deadline goes ahead.
+                match this.timer.poll_ready(cx) {
+                    Poll::Ready(Woken::Reserved) => {
                         let (item, _) = this.held.take().expect("an item is held");
                         return Poll::Ready(Some(item));
                     }
-                    Woken::Retry(at) => due = at,
+                    Poll::Ready(Woken::Retry(at)) => due = at,
+                    Poll::Pending => {
+                        if let Some(ctx) = this.gate.task_context() {
+                            if this.timer.poll_cancelled(cx, ctx).is_ready() {
+                                let why = context_error(ctx);
+                                *this.held = None;
+                                return stop(&mut this, Some(why));
+                            }
+                        }
+                        return Poll::Pending;
+                    }
                 }
             }
             let Some(verdict) = ready!(poll_verdict(&mut this, due, cx)) else {
