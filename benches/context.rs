@@ -43,13 +43,16 @@ fn derive(c: &mut Criterion) {
     group.bench_function("TaskContext::with_timeout (lazy: no timer)", |b| {
         b.iter(|| black_box(ctx.with_timeout(Duration::from_secs(60))))
     });
-    group.bench_function("TaskContext::with_timeout + token (arms a timer task)", |b| {
-        b.iter(|| {
-            let timed = ctx.with_timeout(Duration::from_secs(60));
-            black_box(timed.token());
-            timed
-        })
-    });
+    group.bench_function(
+        "TaskContext::with_timeout + token (arms a timer task)",
+        |b| {
+            b.iter(|| {
+                let timed = ctx.with_timeout(Duration::from_secs(60));
+                black_box(timed.token());
+                timed
+            })
+        },
+    );
     group.finish();
 }
 

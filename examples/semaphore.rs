@@ -79,7 +79,10 @@ async fn main() {
     // A semaphore the service owns (Go: `semaphore.Weighted.Acquire(ctx, 1)`):
     // each request waits for a permit only as long as its context allows.
     let db_connections = Arc::new(Semaphore::new(1));
-    let busy = Arc::clone(&db_connections).acquire_owned().await.expect("open");
+    let busy = Arc::clone(&db_connections)
+        .acquire_owned()
+        .await
+        .expect("open");
     let request = TaskContext::background().with_timeout(Duration::from_millis(20));
     match request.run(db_connections.acquire()).await {
         Ok(permit) => drop(permit.expect("never closed")),

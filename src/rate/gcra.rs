@@ -89,6 +89,14 @@ impl Drop for Reservation {
     }
 }
 
+/// `(tat', ready)`: the state after taking cells weighing `weight` at
+/// `now`, and the instant they conform.
+#[inline]
+fn schedule(tat: u64, now: u64, weight: u64, tolerance: u64) -> (u64, u64) {
+    let next = tat.max(now).saturating_add(weight);
+    (next, next.saturating_sub(tolerance))
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -125,24 +133,34 @@ impl Gcra {
         }
     }
 
-    /// Takes `cost` cells if they conform now (Go's `AllowN`).
+    /// `(n·T, b·T)` for `cost` cells at the rate in force; `None` when
+    /// nothing is charged (the unlimited rate, a zero cost).
     #[inline]
-    pub(crate) fn check(&self, cost: u32) -> Result<(), RateLimitError> {
+    fn terms(&self, cost: u32) -> Result<Option<(u64, u64)>, RateLimitError> {
         let interval = self.interval.load(Acquire);
-        if interval == 0 {
-            return Ok(());
+        if interval == 0 || cost == 0 {
+            return Ok(None);
         }
         let burst = self.burst.load(Acquire);
         if cost > burst {
             return Err(RateLimitError::ExceedsBurst { cost, burst });
         }
+        Ok(Some((
+            interval.saturating_mul(u64::from(cost)),
+            interval.saturating_mul(u64::from(burst)),
+        )))
+    }
+
+    /// Takes `cost` cells if they conform now (Go's `AllowN`).
+    #[inline]
+    pub(crate) fn check(&self, cost: u32) -> Result<(), RateLimitError> {
+        let Some((weight, tolerance)) = self.terms(cost)? else {
+            return Ok(());
+        };
         let now = self.now();
-        let weight = interval.saturating_mul(u64::from(cost));
-        let tolerance = interval.saturating_mul(u64::from(burst));
         let mut tat = self.tat.load(Acquire);
         loop {
-            let next = tat.max(now).saturating_add(weight);
-            let ready = next.saturating_sub(tolerance);
+            let (next, ready) = schedule(tat, now, weight, tolerance);
             if ready > now {
                 return Err(RateLimitError::OverQuota {
                     ready_at: self.instant(ready),
@@ -166,20 +184,12 @@ impl Gcra {
     ) -> Result<Option<Reservation>, RateLimitError> {
         loop {
             let generation = self.generation.load(Acquire);
-            let interval = self.interval.load(Acquire);
-            if interval == 0 || cost == 0 {
+            let Some((weight, tolerance)) = self.terms(cost)? else {
                 return Ok(None);
-            }
-            let burst = self.burst.load(Acquire);
-            if cost > burst {
-                return Err(RateLimitError::ExceedsBurst { cost, burst });
-            }
+            };
             let now = self.now();
-            let weight = interval.saturating_mul(u64::from(cost));
-            let tolerance = interval.saturating_mul(u64::from(burst));
             let tat = self.tat.load(Acquire);
-            let next = tat.max(now).saturating_add(weight);
-            let ready = next.saturating_sub(tolerance);
+            let (next, ready) = schedule(tat, now, weight, tolerance);
             if ready > now {
                 if let Some(deadline) = not_after {
                     let ready_at = self.instant(ready);
