@@ -210,6 +210,14 @@ async fn a_wait_ending_exactly_at_the_deadline_goes_ahead() {
         at.push((i, start.elapsed().as_millis()));
     }
     assert_eq!(at, [(0, 0), (1, 100), (2, 200)]);
+
+    // And a keyed limiter.
+    let ctx = TaskContext::background().with_timeout(100 * MS);
+    let start = Instant::now();
+    let keyed = tokio_conc::rate::KeyedRateLimiter::new(Rate::per_second(10)).context(&ctx);
+    keyed.until_key_ready(&"k").await.unwrap();
+    assert_eq!(keyed.until_key_ready(&"k").await, Ok(()));
+    assert_eq!(start.elapsed(), 100 * MS);
 }
 
 /// Go's `TestWaitInf`: an unlimited rate never waits and never refuses,

@@ -221,9 +221,11 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     pub async fn until_key_n_ready(&self, key: &K, cost: u32) -> Result<(), RateLimitError> {
         // After a sleep, charged as of the instant it was due (see
         // `RateLimiter::until_n_ready`).
+        self.refuse_if_cancelled()?;
         let mut due = None;
         loop {
-            self.refuse_if_cancelled()?;
+            // After a wait that ended (on the deadline at the latest), the
+            // permits are taken even if the context stops at that instant.
             match self.take(key, cost, due) {
                 Err(RateLimitError::OverQuota { ready_at }) => {
                     wait_until(ready_at, self.context.as_ref()).await?;

@@ -374,7 +374,7 @@ pub(crate) fn deadline_check(
 }
 
 /// Sleeps until `ready_at`, unless `ctx` is cancelled first or its deadline
-/// comes first (then fails at once).
+/// comes before `ready_at` (then fails at once).
 pub(crate) async fn wait_until(
     ready_at: Instant,
     ctx: Option<&TaskContext>,
@@ -385,8 +385,9 @@ pub(crate) async fn wait_until(
     };
     deadline_check(ready_at, Some(ctx))?;
     tokio::select! {
+        // A wait ending on the deadline itself is allowed.
         biased;
-        () = ctx.cancelled() => Err(context_error(ctx)),
         () = tokio::time::sleep_until(ready_at) => Ok(()),
+        () = ctx.cancelled() => Err(context_error(ctx)),
     }
 }
