@@ -16,7 +16,7 @@ async fn main() {
             y.send(n).await?;
         }
         println!("source: done, closing");
-        Ok::<(), Closed>(())
+        Ok(())
     });
 
     // Stage 2: square each number on 3 workers, keeping input order.
