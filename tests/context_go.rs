@@ -14,31 +14,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_conc::context::{ContextError, TaskContext};
 
-const MS: Duration = Duration::from_millis(1);
+mod common;
+use common::{alive_tasks, until, yield_times};
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+const MS: Duration = Duration::from_millis(1);
 
 /// Lets spawned tasks (aborted ones included) finish being torn down.
 async fn settle() {
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Waits (on paused time) until `done`, failing with "... hung" after a minute.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let wait = async {
-        while !done() {
-            sleep(MS).await;
-        }
-    };
-    timeout(Duration::from_secs(60), wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"));
+    yield_times(10).await;
 }
 
 fn cause_text(err: Option<ContextError>) -> Option<String> {

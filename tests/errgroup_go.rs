@@ -12,13 +12,10 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_conc::pool::{GroupStopped, TrySpawnError};
 use tokio_conc::prelude::*;
 
-const MS: Duration = Duration::from_millis(1);
+mod common;
+use common::within;
 
-async fn no_hang<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    timeout(Duration::from_secs(60), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
+const MS: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Fail(u32);
@@ -117,7 +114,7 @@ async fn every_task_starts_on_a_multi_thread_runtime_too() {
                 drop(back);
             }
         }
-        assert_eq!(no_hang("wait", group.wait()).await, Err(0));
+        assert_eq!(within("wait", group.wait()).await, Err(0));
         assert_eq!(started.load(SeqCst), 20 + 5 - refused, "round {round}");
     }
 }
@@ -210,7 +207,7 @@ async fn spawn_wait_blocks_at_the_limit_like_gos_go() {
     let start = Instant::now();
     for i in 0..30_usize {
         let (active, peak, done) = (active.clone(), peak.clone(), finished.clone());
-        no_hang(
+        within(
             "spawn_wait",
             group.spawn_wait(async move {
                 peak.fetch_max(active.fetch_add(1, SeqCst) + 1, SeqCst);
@@ -267,7 +264,7 @@ async fn giving_up_on_spawn_wait_drops_the_task_unstarted_and_frees_its_place() 
     .await;
     assert!(gave_up.is_err(), "still at the limit after 5 ms");
     let start = Instant::now();
-    no_hang("spawn_wait", group.spawn_wait(async { Ok(()) })).await;
+    within("spawn_wait", group.spawn_wait(async { Ok(()) })).await;
     assert_eq!(start.elapsed(), 5 * MS, "room when the first task ended");
     assert_eq!(group.wait().await, Ok(()));
     assert_eq!(ran.load(SeqCst), 0, "the abandoned task never ran");
@@ -282,7 +279,7 @@ async fn spawn_wait_after_a_failure_still_starts_the_task() {
     });
     let saw_cancel = Arc::new(AtomicUsize::new(0));
     let seen = saw_cancel.clone();
-    no_hang(
+    within(
         "spawn_wait",
         group.spawn_wait(async move {
             if TaskContext::current().unwrap().is_cancelled() {

@@ -10,15 +10,12 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_conc::prelude::*;
+
+mod common;
+use common::within;
 use tokio_conc::rate::RateLimitError;
 
 const MS: Duration = Duration::from_millis(1);
-
-async fn no_hang<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    timeout(Duration::from_secs(600), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
 
 /// The regression: at 10/s with a burst of 2, an `until_n_ready(2)` waiter
 /// never finished in 10 s while a `check()` every 100 ms was granted all
@@ -44,7 +41,7 @@ async fn a_waiter_holds_its_place_against_later_checks() {
             granted.push(k * 100);
         }
     }
-    let waited = no_hang("the waiter", waiter).await.unwrap();
+    let waited = within("the waiter", waiter).await.unwrap();
     assert_eq!(waited, 200 * MS, "two tokens at 10/s after the drain");
     // The checks at 100 and 200 ms found the tokens reserved.
     assert_eq!(granted.first(), Some(&300));
@@ -63,7 +60,7 @@ async fn a_waiting_stream_holds_its_place_against_later_checks() {
         sleep_until(start + 50 * MS * k).await;
         granted += usize::from(limiter.check().is_ok());
     }
-    let at = no_hang("the stream", consumer).await.unwrap();
+    let at = within("the stream", consumer).await.unwrap();
     // One item of cost 2 every 200 ms, however often others check.
     let ms: Vec<u128> = at.iter().map(Duration::as_millis).collect();
     assert_eq!(ms, [0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800]);
@@ -87,7 +84,7 @@ async fn waiters_are_served_in_the_order_they_came() {
         });
         tokio::task::yield_now().await;
     }
-    no_hang("the waiters", tasks.join_all()).await;
+    within("the waiters", tasks.join_all()).await;
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
 }
 
