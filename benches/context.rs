@@ -40,9 +40,19 @@ fn derive(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    group.bench_function("TaskContext::with_timeout (spawns a timer)", |b| {
+    group.bench_function("TaskContext::with_timeout (lazy: no timer)", |b| {
         b.iter(|| black_box(ctx.with_timeout(Duration::from_secs(60))))
     });
+    group.bench_function(
+        "TaskContext::with_timeout + token (arms a timer task)",
+        |b| {
+            b.iter(|| {
+                let timed = ctx.with_timeout(Duration::from_secs(60));
+                black_box(timed.token());
+                timed
+            })
+        },
+    );
     group.finish();
 }
 
@@ -69,6 +79,16 @@ fn is_cancelled(c: &mut Criterion) {
             b.iter(|| black_box(ctx.is_cancelled()))
         });
     }
+    // A deadline is checked against the clock on every look.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let timed = chain(1).with_timeout(Duration::from_secs(3600));
+    group.bench_function("TaskContext with a deadline", |b| {
+        b.iter(|| black_box(timed.is_cancelled()))
+    });
     group.finish();
 }
 

@@ -1,5 +1,7 @@
 //! Go's semaphore — a buffered channel of tokens around each call — becomes the
-//! worker count of a pool operator, or `TaskGroup::limit`.
+//! worker count of a pool operator, or `TaskGroup::limit`; where a service
+//! keeps a `tokio::sync::Semaphore` of its own, `ctx.run(sem.acquire())`
+//! bounds the wait for a permit by the request's context.
 //!
 //! `cargo run --example semaphore`
 
@@ -7,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{Semaphore, mpsc};
 use tokio_conc::prelude::*;
 
 /// Tracks how many calls run at once and the most ever seen.
@@ -59,4 +62,41 @@ async fn main() {
         "TaskGroup::limit(2): at most {} tasks at once",
         stats.most.load(Ordering::SeqCst)
     );
+
+    // Go's `Go` blocks at the limit: `spawn_wait` holds the producer back
+    // instead of queueing every task.
+    let mut group = TaskGroup::<std::convert::Infallible>::new(&TaskContext::background()).limit(2);
+    for _ in 0..4 {
+        group
+            .spawn_wait(async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(())
+            })
+            .await;
+    }
+    group.wait().await.expect("no task fails");
+
+    // A semaphore the service owns (Go: `semaphore.Weighted.Acquire(ctx, 1)`):
+    // each request waits for a permit only as long as its context allows.
+    let db_connections = Arc::new(Semaphore::new(1));
+    let busy = Arc::clone(&db_connections)
+        .acquire_owned()
+        .await
+        .expect("open");
+    let request = TaskContext::background().with_timeout(Duration::from_millis(20));
+    match request.run(db_connections.acquire()).await {
+        Ok(permit) => drop(permit.expect("never closed")),
+        Err(why) => println!("request gave up waiting for a connection: {why}"),
+    }
+    drop(busy);
+
+    // The same for a channel receive and a sleep: `run` drops the wait when
+    // the context stops, and Tokio's primitives lose nothing by it.
+    let (tx, mut rx) = mpsc::channel::<&str>(1);
+    let quick = TaskContext::background().with_timeout(Duration::from_millis(5));
+    println!("receive: {:?}", quick.run(rx.recv()).await);
+    tx.send("late reply").await.expect("receiver alive");
+    println!("kept for the next receive: {:?}", rx.recv().await);
+    let nap = quick.run(tokio::time::sleep(Duration::from_secs(60))).await;
+    println!("sleep: {nap:?}");
 }

@@ -520,10 +520,12 @@ pub trait ConcurrentStreamExt: Stream {
     /// [`RateLimiter::until_ready`] calls): their sum stays within the rate.
     /// The limiter's context, if any, binds this stream too.
     ///
-    /// Waiters are served in turn, and a stream keeps its place while it
-    /// waits. A stream left half-way through a wait and not polled again holds
-    /// up the others only until its wake-up time plus a grace (the interval,
-    /// at least 100 ms); then they stop queueing behind it.
+    /// An item that has to wait reserves its permits for the instant they
+    /// will be free, so the stream keeps its place against every later
+    /// caller (Go's reservations), and waiters are served in the order they
+    /// came. A stream left half-way through a wait and never polled again
+    /// costs the others only the one item's permits; dropping it gives them
+    /// back.
     ///
     /// ```
     /// use futures::StreamExt;

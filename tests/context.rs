@@ -210,10 +210,23 @@ async fn spawned_task_sees_cancellation_of_its_context() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_deadline_spawns_nothing_until_its_token_is_taken() {
+    let baseline = alive_tasks();
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(100));
+    let child = ctx.child().with_timeout(Duration::from_secs(5));
+    let run = ctx.run(tokio::time::sleep(Duration::from_secs(1)));
+    assert_eq!(alive_tasks(), baseline, "deriving spawns no timer");
+    assert_eq!(run.await, Err(ContextError::DeadlineExceeded));
+    assert_eq!(alive_tasks(), baseline, "neither does waiting on it");
+    assert_eq!(child.err(), Some(ContextError::DeadlineExceeded));
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_timer_task_outlives_a_dropped_context() {
     let baseline = alive_tasks();
     let ctx = TaskContext::background().with_timeout(Duration::from_secs(60));
     let child = ctx.with_timeout(Duration::from_secs(30));
+    let _tokens = (ctx.token(), child.token());
     assert_eq!(alive_tasks(), baseline + 2, "one timer per own deadline");
     drop(ctx);
     settle().await;
@@ -231,6 +244,7 @@ async fn no_timer_task_outlives_a_dropped_context() {
 async fn no_timer_task_outlives_a_cancelled_context() {
     let baseline = alive_tasks();
     let ctx = TaskContext::background().with_timeout(Duration::from_secs(60));
+    let _token = ctx.token();
     assert_eq!(alive_tasks(), baseline + 1);
     ctx.cancel();
     settle().await;
@@ -246,7 +260,7 @@ async fn no_timer_task_outlives_a_cancelled_context() {
 async fn no_timer_task_after_the_deadline_fires() {
     let baseline = alive_tasks();
     let ctx = TaskContext::background().with_timeout(Duration::from_secs(1));
-    ctx.cancelled().await;
+    ctx.token().cancelled().await;
     settle().await;
     assert_eq!(alive_tasks(), baseline);
 }
@@ -255,9 +269,14 @@ async fn no_timer_task_after_the_deadline_fires() {
 async fn inherited_deadline_spawns_no_timer() {
     let baseline = alive_tasks();
     let ctx = TaskContext::background().with_timeout(Duration::from_secs(1));
-    let _later = ctx.with_timeout(Duration::from_secs(5));
-    let _child = ctx.child();
-    assert_eq!(alive_tasks(), baseline + 1);
+    let later = ctx.with_timeout(Duration::from_secs(5));
+    let child = ctx.child();
+    let _tokens = (later.token(), child.token(), ctx.token());
+    assert_eq!(
+        alive_tasks(),
+        baseline + 1,
+        "the owner's one timer serves them all"
+    );
 }
 
 #[tokio::test(start_paused = true)]

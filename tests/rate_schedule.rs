@@ -156,19 +156,21 @@ async fn late_wake_ups_do_not_slow_until_key_ready() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_late_waiter_never_passes_before_a_slot_taken_meanwhile() {
+async fn a_late_waiter_keeps_the_slot_it_reserved() {
     let limiter = RateLimiter::new(Rate::every(100 * MS));
     let start = Instant::now();
     let mut waiting = pin!(stream::iter(0..).rate_limit_shared(&limiter));
     assert_eq!(waiting.next().await, Some(0));
-    // Item 1 is due at 100 ms, but its stream is not polled until 150 ms;
-    // meanwhile a plain check takes the allowance at 120 ms.
+    // Item 1 reserves the slot at 100 ms, but its stream is not polled until
+    // 150 ms; a plain check at 120 ms finds the slot taken.
     assert!(futures::poll!(waiting.next()).is_pending());
     sleep_until(start + 120 * MS).await;
-    limiter.check().expect("free at 120 ms");
+    let refused = limiter.check().expect_err("the slot at 100 ms is reserved");
+    assert_eq!(refused.ready_at(), Some(start + 200 * MS));
     sleep_until(start + 150 * MS).await;
     assert_eq!(waiting.next().await, Some(1));
-    // Charged as of 100 ms it would have passed at once: the slot is gone,
-    // so it waits for the next one, a full interval after 120 ms.
-    assert_eq!(start.elapsed(), 220 * MS);
+    assert_eq!(start.elapsed(), 150 * MS, "out as soon as it is polled");
+    // The next item reserves the slot after it.
+    assert_eq!(waiting.next().await, Some(2));
+    assert_eq!(start.elapsed(), 200 * MS);
 }

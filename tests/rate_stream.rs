@@ -388,14 +388,14 @@ async fn a_stream_abandoned_mid_wait_holds_up_the_others_only_briefly() {
     let limiter = RateLimiter::new(Rate::per_second(10));
     let mut abandoned = Box::pin(stream::iter(0..).rate_limit_shared(&limiter));
     abandoned.next().await.unwrap();
-    // Into its wait (it takes the turn), then never polled again.
+    // Into its wait (it reserves the slot at 100 ms), then never polled again.
     assert!(futures::poll!(abandoned.next()).is_pending());
 
     let start = Instant::now();
     let mut other = pin!(stream::iter(0..).rate_limit_shared(&limiter));
     let next = timeout(Duration::from_secs(60), other.next()).await;
     assert_eq!(next.expect("must not wait for ever"), Some(0));
-    // The abandoned stream's lease: its wake-up at 100 ms plus 100 ms of grace.
+    // Only the one slot the abandoned stream reserved is lost to it.
     assert_eq!(start.elapsed(), 200 * MS);
 
     let plain = timeout(Duration::from_secs(60), limiter.until_ready()).await;

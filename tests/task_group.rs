@@ -139,22 +139,28 @@ async fn limit_bounds_how_many_tasks_run_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn after_a_failure_queued_tasks_never_start() {
+async fn after_a_failure_queued_tasks_still_start_and_see_the_cancelled_context() {
     let started = Arc::new(AtomicUsize::new(0));
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
     let mut group = TaskGroup::new(&TaskContext::background()).limit(1);
     for i in 0..5 {
-        let started = started.clone();
+        let (started, saw_cancel) = (started.clone(), saw_cancel.clone());
         group.spawn(async move {
             started.fetch_add(1, SeqCst);
+            let ctx = TaskContext::current().unwrap();
+            if ctx.is_cancelled() {
+                saw_cancel.fetch_add(1, SeqCst);
+            }
             sleep(Duration::from_millis(5)).await;
             if i == 1 { Err(i) } else { Ok(()) }
         });
     }
     assert_eq!(group.wait_all().await, vec![1]);
+    assert_eq!(started.load(SeqCst), 5, "every task was started");
     assert_eq!(
-        started.load(SeqCst),
-        2,
-        "tasks 2..5 were queued behind the limit"
+        saw_cancel.load(SeqCst),
+        3,
+        "tasks 2..5 started after the failure"
     );
 }
 

@@ -69,5 +69,5 @@ pub use workers::Workers;
 mod task_group;
 mod worker_pool;
 
-pub use task_group::{GroupStopped, TaskGroup};
+pub use task_group::{GroupStopped, TaskGroup, TrySpawnError};
 pub use worker_pool::{JobError, JobHandle, PoolStats, RejectReason, Rejected, WorkerPool};

@@ -1,11 +1,18 @@
 //! [`TaskGroup`]: Go's `errgroup` — run tasks together, get the first error,
 //! and cancel the rest through a shared context.
+//!
+//! Invariants: every task handed to [`spawn`](TaskGroup::spawn),
+//! [`spawn_wait`](TaskGroup::spawn_wait) or an accepted
+//! [`try_spawn`](TaskGroup::try_spawn) is started exactly once (a failure
+//! only cancels the context the task sees), in the order it was handed over
+//! when a limit queues it; at most `limit` run at once (each holds one permit
+//! of the limit's semaphore from its start to its end); `wait` returns only
+//! after every task has ended.
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, resume_unwind};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -26,8 +33,11 @@ use crate::internal::runtime_handle;
 ///   group's context, so the other tasks, watching it, can stop early.
 ///   Cancellation is cooperative, as in Go: a task ends when it notices (for
 ///   example through [`TaskContext::run`]) and returns whatever it chooses.
-///   Tasks not yet started by then (queued behind a [`limit`](Self::limit), or
-///   spawned later) are never started.
+/// * **Every task is started**, as Go's `Go` always calls its function: one
+///   not yet started when another fails (queued behind a
+///   [`limit`](Self::limit), not yet polled, or spawned later) still starts,
+///   and sees the cancelled context. Which tasks run never depends on
+///   scheduling.
 /// * [`wait`](Self::wait) waits for every task, then returns the first error;
 ///   [`wait_all`](Self::wait_all) returns all of them. With
 ///   [`keep_going`](Self::keep_going) an error does not cancel anything, so
@@ -83,9 +93,62 @@ pub struct TaskGroup<E> {
 struct Outcome<E> {
     errors: Mutex<Vec<E>>,
     panic: Mutex<Option<Box<dyn Any + Send + 'static>>>,
-    /// Set by the first error (fail-fast mode) or panic: nothing new starts.
-    failed: AtomicBool,
 }
+
+/// What [`TaskGroup::try_spawn`] returns when the group is at its limit:
+/// the task, handed back unstarted.
+///
+/// ```
+/// use tokio_conc::prelude::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(1);
+/// group.try_spawn(std::future::pending()).unwrap();
+/// let refused = group.try_spawn(async { Ok(()) }).unwrap_err();
+/// assert_eq!(refused.to_string(), "the task group is at its limit");
+/// let _task = refused.into_inner(); // run it later, or elsewhere
+/// # group.context().cancel();
+/// # }
+/// ```
+pub struct TrySpawnError<F> {
+    task: F,
+}
+
+impl<F> TrySpawnError<F> {
+    /// The task that was not started.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(1);
+    /// group.try_spawn(async { Ok(()) }).unwrap();
+    /// if let Err(refused) = group.try_spawn(async { Ok(()) }) {
+    ///     group.spawn(refused.into_inner()); // queue it after all
+    /// }
+    /// group.wait().await.unwrap();
+    /// # }
+    /// ```
+    pub fn into_inner(self) -> F {
+        self.task
+    }
+}
+
+impl<F> fmt::Debug for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrySpawnError").finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the task group is at its limit")
+    }
+}
+
+impl<F> std::error::Error for TrySpawnError<F> {}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Only pushes and takes happen under these locks; a poisoned one is whole.
@@ -112,18 +175,20 @@ impl<E: Send + 'static> TaskGroup<E> {
             outcome: Arc::new(Outcome {
                 errors: Mutex::new(Vec::new()),
                 panic: Mutex::new(None),
-                failed: AtomicBool::new(false),
             }),
             limit: None,
             fail_fast: true,
         }
     }
 
-    /// At most `limit` tasks run at once (Go's `SetLimit`). [`spawn`](Self::spawn)
-    /// never waits: a task spawned while `limit` are running is queued (as a
-    /// parked Tokio task holding its future) and starts, in spawn order, when
-    /// one ends. Set it before spawning: tasks already spawned keep the limit
-    /// they were spawned under.
+    /// At most `limit` tasks run at once (Go's `SetLimit`). Three ways to add
+    /// a task at the limit: [`spawn`](Self::spawn) never waits — the task is
+    /// queued (as a parked Tokio task holding its future; the queue has no
+    /// bound) and starts, in spawn order, when one ends;
+    /// [`spawn_wait`](Self::spawn_wait) waits for room first, as Go's `Go`
+    /// blocks; [`try_spawn`](Self::try_spawn) hands the task back at once
+    /// (Go's `TryGo`). Set it before spawning: tasks already spawned keep
+    /// the limit they were spawned under.
     ///
     /// # Panics
     ///
@@ -147,8 +212,8 @@ impl<E: Send + 'static> TaskGroup<E> {
         self
     }
 
-    /// Errors no longer cancel the group's context or stop queued tasks: every
-    /// task runs to its end, and [`wait_all`](Self::wait_all) reports every
+    /// Errors no longer cancel the group's context: every task runs to its
+    /// end without being told to stop, and [`wait_all`](Self::wait_all) reports every
     /// error (Go's `errors.Join` over all results). Panics still cancel.
     ///
     /// ```
@@ -186,8 +251,9 @@ impl<E: Send + 'static> TaskGroup<E> {
 
     /// Runs `task` on a new Tokio task in the group, with the group's context
     /// as [`TaskContext::current`] and inside its span. Never waits; see
-    /// [`limit`](Self::limit) for how a limit queues tasks. A task spawned after
-    /// the group has failed is never started.
+    /// [`limit`](Self::limit) for how a limit queues tasks. The task is always
+    /// started, also after the group has failed: it then sees the cancelled
+    /// context (as Go's `Go` always calls its function).
     ///
     /// # Panics
     ///
@@ -212,6 +278,116 @@ impl<E: Send + 'static> TaskGroup<E> {
         F: Future<Output = Result<(), E>> + Send + 'static,
     {
         let runtime = runtime_handle("TaskGroup::spawn");
+        let queued = self.limit.clone().map(queue_for_slot);
+        let slot = async move {
+            match queued {
+                Some(queued) => Some(queued.await),
+                None => None,
+            }
+        };
+        self.start(task, slot, &runtime);
+    }
+
+    /// Runs `task` like [`spawn`](Self::spawn) if the group is below its
+    /// [`limit`](Self::limit) (or has none); otherwise hands it back at once,
+    /// unstarted (Go's `TryGo`). Never waits. Tasks queued by `spawn` are
+    /// ahead of it: it is refused while any are waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySpawnError`], holding `task`, when `limit` tasks are running.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(2);
+    /// let started = (0..5)
+    ///     .filter(|_| group.try_spawn(async { Ok(()) }).is_ok())
+    ///     .count();
+    /// assert_eq!(started, 2, "the others were handed back");
+    /// group.wait().await.unwrap();
+    /// # }
+    /// ```
+    pub fn try_spawn<F>(&mut self, task: F) -> Result<(), TrySpawnError<F>>
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let runtime = runtime_handle("TaskGroup::try_spawn");
+        let slot = match &self.limit {
+            Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return Err(TrySpawnError { task }),
+            },
+            None => None,
+        };
+        self.start(task, std::future::ready(slot), &runtime);
+        Ok(())
+    }
+
+    /// Runs `task` like [`spawn`](Self::spawn), first waiting until the group
+    /// is below its [`limit`](Self::limit) — Go's `Go`, which blocks there —
+    /// so a producer of tasks is held back instead of queueing them without
+    /// bound. Without a limit it does not wait. Waiters get room in the order
+    /// they asked, behind tasks already queued by `spawn`. The wait does not
+    /// end when the group's context is cancelled (running tasks end, and
+    /// room comes); dropping the returned future gives up the place and
+    /// drops `task` unstarted.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut group = TaskGroup::<()>::new(&TaskContext::background()).limit(2);
+    /// let start = tokio::time::Instant::now();
+    /// for _ in 0..6 {
+    ///     group
+    ///         .spawn_wait(async {
+    ///             tokio::time::sleep(Duration::from_secs(1)).await;
+    ///             Ok(())
+    ///         })
+    ///         .await;
+    /// }
+    /// // The fifth and sixth had to wait for room: two batches of one second.
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// group.wait().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn spawn_wait<F>(&mut self, task: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let runtime = runtime_handle("TaskGroup::spawn_wait");
+        let slot = match &self.limit {
+            Some(limit) => Some(
+                Arc::clone(limit)
+                    .acquire_owned()
+                    .await
+                    .expect("the limit is never closed"),
+            ),
+            None => None,
+        };
+        self.start(task, std::future::ready(slot), &runtime);
+    }
+
+    /// Spawns `task` to run once `slot` gives it its place under the limit
+    /// (`None`: no limit), holding that place until it ends.
+    fn start<F, S>(&mut self, task: F, slot: S, runtime: &tokio::runtime::Handle)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        S: Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static,
+    {
         // Ended tasks would otherwise stay in the set until `wait`: a
         // long-lived group would grow with every task it ever ran.
         while let Some(joined) = self.tasks.try_join_next() {
@@ -220,23 +396,15 @@ impl<E: Send + 'static> TaskGroup<E> {
             if let Err(error) = joined {
                 if error.is_panic() {
                     lock(&self.outcome.panic).get_or_insert(error.into_panic());
-                    self.outcome.failed.store(true, Relaxed);
                     self.ctx.cancel_with(GroupStopped::TaskPanicked);
                 }
             }
         }
         let ctx = self.ctx.clone();
         let outcome = Arc::clone(&self.outcome);
-        let slot = self.limit.clone().map(queue_for_slot);
         let fail_fast = self.fail_fast;
         let run = async move {
-            let _slot = match slot {
-                Some(slot) => Some(slot.await),
-                None => None,
-            };
-            if outcome.failed.load(Relaxed) {
-                return;
-            }
+            let _slot = slot.await;
             // Awaited in a block of its own so that `task` is also dropped
             // inside the catch: a panic in its destructor is the task's too.
             #[expect(
@@ -251,19 +419,17 @@ impl<E: Send + 'static> TaskGroup<E> {
                 Ok(Err(error)) => {
                     lock(&outcome.errors).push(error);
                     if fail_fast {
-                        outcome.failed.store(true, Relaxed);
                         ctx.cancel_with(GroupStopped::TaskFailed);
                     }
                 }
                 Err(payload) => {
                     lock(&outcome.panic).get_or_insert(payload);
-                    outcome.failed.store(true, Relaxed);
                     ctx.cancel_with(GroupStopped::TaskPanicked);
                 }
             }
         };
         let run = self.ctx.scope(run).instrument(self.span.clone());
-        self.tasks.spawn_on(run, &runtime);
+        self.tasks.spawn_on(run, runtime);
     }
 
     /// Waits for every task to end, then returns the first error, if any.

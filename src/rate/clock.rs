@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 /// A [`governor::clock::Clock`] that reads [`tokio::time::Instant::now`].
 ///
-/// Every limiter in this module runs on it (and charges a waiter that slept
-/// until its turn as of the instant it was due; see
+/// Every limiter in this module reads this time (the keyed one through this
+/// clock, charging a waiter that slept as of the instant it was due; see
 /// [`Rate`](super::Rate#keeping-the-pace-on-the-real-clock)). It is public so
 /// that code building its own governor limiter (say, with another state
 /// store) gets the same time: on paused time, rate limits are exact and take

@@ -43,7 +43,10 @@ struct Shared<K: Hash + Eq + Clone> {
 /// two refill times after its last use.
 ///
 /// Clones share the quotas. Like [`RateLimiter`](super::RateLimiter), a clone
-/// may carry its own [`context`](Self::context).
+/// may carry its own [`context`](Self::context). Unlike it, a keyed waiter
+/// reserves nothing: it sleeps until its permits are due and checks again
+/// (charged as of that instant), so a burst of `check_key` calls for the same
+/// key can take the permits first.
 ///
 /// ```
 /// use tokio_conc::rate::{KeyedRateLimiter, Rate};
@@ -225,9 +228,11 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     pub async fn until_key_n_ready(&self, key: &K, cost: u32) -> Result<(), RateLimitError> {
         // After a sleep, charged as of the instant it was due (see
         // `RateLimiter::until_n_ready`).
+        self.refuse_if_cancelled()?;
         let mut due = None;
         loop {
-            self.refuse_if_cancelled()?;
+            // After a wait that ended (on the deadline at the latest), the
+            // permits are taken even if the context stops at that instant.
             match self.take(key, cost, due) {
                 Err(RateLimitError::OverQuota { ready_at }) => {
                     wait_until(ready_at, self.context.as_ref()).await?;
@@ -296,7 +301,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
 
     /// Takes `cost` permits for `key`, ignoring any context; a waiter that
     /// slept until `due` is charged as of `due` (see
-    /// [`RateLimiter::take_as_of`](super::RateLimiter::take_as_of)).
+    /// [`Rate`](super::Rate#keeping-the-pace-on-the-real-clock)).
     pub(crate) fn take(
         &self,
         key: &K,

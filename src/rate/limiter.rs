@@ -2,22 +2,13 @@
 //! calls alike.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use governor::InsufficientCapacity;
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::clock::{ScheduleClock, checked_as_of};
-use super::turns::Turns;
-use super::{Rate, RateLimitError, TokioInstant};
+use super::gcra::{Gcra, Reservation};
+use super::{Rate, RateLimitError};
 use crate::context::{ContextError, TaskContext};
-
-type Gcra =
-    governor::RateLimiter<NotKeyed, InMemoryState, ScheduleClock, NoOpMiddleware<TokioInstant>>;
 
 /// A rate limiter for one quota (Go's `rate.Limiter`), on Tokio's clock.
 ///
@@ -27,14 +18,19 @@ type Gcra =
 /// [`context`](Self::context): waits through it end when that context is
 /// cancelled, and fail at once when they could not finish before its deadline.
 ///
-/// Waiters take turns: whoever has to wait joins a first-come, first-served
-/// queue, so no waiting task or stream can be starved by the others, and a
-/// large [`until_n_ready`](Self::until_n_ready) is not overtaken forever by
-/// small ones. A [`check`](Self::check) never queues: it takes what is free
-/// right now. A waiter that is no longer polled (a stream abandoned half-way
-/// through a wait) holds up the queue only until its wake-up time plus a
-/// grace (the interval, at least 100 ms); then the others stop queueing
-/// behind it rather than wait for ever.
+/// A waiter holds its place: [`until_ready`](Self::until_ready) (and a
+/// stream that has to delay an item) reserves its permits, when it starts to
+/// wait, for the instant they will be free — Go's reservations — so callers
+/// that come later, [`check`](Self::check) included, are judged after it and
+/// can never starve it; waiters are served in the order they came, and a
+/// large [`until_n_ready`](Self::until_n_ready) is not overtaken by small
+/// ones. A wait given up early (its context cancelled, its future or stream
+/// dropped) gives its permits back, less any reserved after it, as Go's
+/// `Reservation.Cancel` does.
+///
+/// The rate can change while the limiter runs ([`set_rate`](Self::set_rate),
+/// [`set_burst`](Self::set_burst)), for every clone at once;
+/// [`Rate::unlimited`] switches the limit off.
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,14 +49,8 @@ type Gcra =
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
-    shared: Arc<Shared>,
-    rate: Rate,
+    gcra: Arc<Gcra>,
     context: Option<TaskContext>,
-}
-
-struct Shared {
-    gcra: Gcra,
-    turns: Turns,
 }
 
 impl RateLimiter {
@@ -81,11 +71,7 @@ impl RateLimiter {
     /// ```
     pub fn new(rate: Rate) -> Self {
         RateLimiter {
-            shared: Arc::new(Shared {
-                gcra: Gcra::direct_with_clock(rate.quota(), ScheduleClock),
-                turns: Turns::new(&rate),
-            }),
-            rate,
+            gcra: Arc::new(Gcra::new(rate)),
             // The crate's one context rule: the current one, if any.
             context: crate::internal::ambient_context(None),
         }
@@ -95,7 +81,7 @@ impl RateLimiter {
     /// it inherited where it was built (the crate's
     /// [context rule](crate#contexts-one-rule)): a wait ends with
     /// [`RateLimitError::Context`] when `ctx` is cancelled, fails at once with
-    /// [`RateLimitError::WouldExceedDeadline`] when it could not finish before
+    /// [`RateLimitError::WouldExceedDeadline`] when it could not finish by
     /// `ctx`'s deadline, and a cancelled `ctx` refuses every permit.
     ///
     /// ```
@@ -133,7 +119,8 @@ impl RateLimiter {
         self.context.as_ref()
     }
 
-    /// The rate this limiter enforces.
+    /// The rate this limiter enforces now (the last one set, for every
+    /// clone).
     ///
     /// ```
     /// use tokio_conc::rate::{Rate, RateLimiter};
@@ -144,7 +131,58 @@ impl RateLimiter {
     /// # }
     /// ```
     pub fn rate(&self) -> Rate {
-        self.rate
+        self.gcra.rate()
+    }
+
+    /// Puts `rate` (its interval and its burst) in force for every clone of
+    /// this limiter and every stream on it, from the next permit on (Go's
+    /// `SetLimit`, and `SetBurst`): the permits available now are kept, up
+    /// to the new burst, and refill at the new rate. Waits already under way
+    /// keep the instant they reserved. [`Rate::unlimited`] switches the
+    /// limit off; switching it back on starts with a full burst.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio_conc::rate::{Rate, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::new(Rate::per_second(1));
+    /// let shared = limiter.clone();
+    /// limiter.check().unwrap();
+    /// shared.set_rate(Rate::per_second(10));
+    /// let start = tokio::time::Instant::now();
+    /// limiter.until_ready().await.unwrap();
+    /// assert_eq!(start.elapsed(), Duration::from_millis(100), "the new rate, for every clone");
+    /// # }
+    /// ```
+    pub fn set_rate(&self, rate: Rate) {
+        self.gcra.set(rate);
+    }
+
+    /// Changes only the burst, for every clone, from the next permit on (Go's
+    /// `SetBurst`): the permits available now are kept, up to the new burst.
+    ///
+    /// # Panics
+    ///
+    /// If `burst` is 0 (nothing could ever pass; switch the limit off with
+    /// [`Rate::unlimited`], or hold callers back with a context).
+    ///
+    /// ```
+    /// use tokio_conc::rate::{Rate, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::new(Rate::per_second(10).burst(2));
+    /// limiter.set_burst(5);
+    /// assert_eq!(limiter.rate().burst_size(), 5);
+    /// assert!(limiter.check_n(5).is_err(), "two permits were there; up to five refill");
+    /// assert!(limiter.check_n(2).is_ok());
+    /// # }
+    /// ```
+    pub fn set_burst(&self, burst: u32) {
+        assert!(burst > 0, "`set_burst(n)`: `n` must be at least 1, got 0");
+        self.gcra.set_burst(burst);
     }
 
     /// Takes one permit if the quota allows it now; never waits (Go's
@@ -167,7 +205,7 @@ impl RateLimiter {
     #[inline]
     pub fn check(&self) -> Result<(), RateLimitError> {
         self.refuse_if_cancelled()?;
-        self.shared.gcra.check().map_err(RateLimitError::over_quota)
+        self.gcra.check(1)
     }
 
     /// Takes `cost` permits at once if the quota allows it now; a zero cost
@@ -176,7 +214,7 @@ impl RateLimiter {
     /// # Errors
     ///
     /// As [`check`](Self::check), plus [`RateLimitError::ExceedsBurst`] when
-    /// `cost` is more than the burst.
+    /// `cost` is more than the burst (never under [`Rate::unlimited`]).
     ///
     /// ```
     /// use tokio_conc::rate::{Rate, RateLimiter};
@@ -195,17 +233,19 @@ impl RateLimiter {
 
     /// Waits until one permit is available and takes it (Go's `Limiter.Wait`).
     ///
-    /// A caller that had to wait is charged as of the instant its permit was
-    /// due, however late its task wakes up, so a loop of `until_ready` keeps
-    /// the rate's pace: see
+    /// The permit is reserved when the wait begins, for the instant it will
+    /// be free, so the caller holds its place against everyone who comes
+    /// later, and a late wake-up does not slow the schedule: see
     /// [`Rate`](super::Rate#keeping-the-pace-on-the-real-clock).
     ///
     /// # Errors
     ///
     /// Only with an attached [`context`](Self::context):
     /// [`RateLimitError::Context`] when it is cancelled before the permit
-    /// comes, [`RateLimitError::WouldExceedDeadline`] (at once, without
-    /// sleeping) when the permit would come at or after its deadline.
+    /// comes (the permit is given back), [`RateLimitError::WouldExceedDeadline`]
+    /// (at once, without sleeping or reserving) when the permit would come
+    /// after its deadline — one that comes exactly at the deadline is
+    /// waited for, as in Go.
     ///
     /// ```
     /// use std::time::Duration;
@@ -224,7 +264,8 @@ impl RateLimiter {
     }
 
     /// Waits until `cost` permits are available and takes them at once (Go's
-    /// `Limiter.WaitN`).
+    /// `Limiter.WaitN`), holding its place as [`until_ready`](Self::until_ready)
+    /// does. Dropping the future before it completes gives the permits back.
     ///
     /// # Errors
     ///
@@ -243,94 +284,45 @@ impl RateLimiter {
     /// # }
     /// ```
     pub async fn until_n_ready(&self, cost: u32) -> Result<(), RateLimitError> {
-        let ready_at = match self.check_n(cost) {
-            Err(RateLimitError::OverQuota { ready_at }) => ready_at,
-            passed_or_failed => return passed_or_failed,
-        };
+        self.refuse_if_cancelled()?;
         let ctx = self.context.as_ref();
-        deadline_check(ready_at, ctx)?;
-        let turn = self.wait_for_turn(ready_at).await?;
-        // After sleeping until its turn, a waiter is charged as of the
-        // instant it was due, not the (later) instant it woke up.
-        let mut due = None;
-        loop {
-            self.refuse_if_cancelled()?;
-            match self.take_as_of(cost, due) {
-                Err(RateLimitError::OverQuota { ready_at }) => {
-                    if turn.is_some() {
-                        self.shared.turns.renew(ready_at);
-                    }
-                    wait_until(ready_at, ctx).await?;
-                    due = Some(ready_at);
-                }
-                passed_or_failed => return passed_or_failed,
-            }
-        }
-    }
-
-    /// Queues behind the waiters already there. `None`: the waiter ahead let
-    /// its lease run out, so this one goes on without a turn.
-    async fn wait_for_turn(
-        &self,
-        ready_at: Instant,
-    ) -> Result<Option<OwnedSemaphorePermit>, RateLimitError> {
-        let turns = &self.shared.turns;
-        let acquire = Arc::clone(turns.permit()).acquire_owned();
-        tokio::pin!(acquire);
-        let mut patience = ready_at.max(turns.lease_until());
-        loop {
-            let cancelled = async {
-                match &self.context {
-                    Some(ctx) => ctx.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
+        let Some(reservation) = self.reserve(cost, ctx.and_then(TaskContext::deadline))? else {
+            return Ok(());
+        };
+        let ready_at = reservation.ready_at();
+        match ctx {
+            None => tokio::time::sleep_until(ready_at).await,
+            Some(ctx) => tokio::select! {
+                // A wait ending on the deadline itself is allowed.
                 biased;
-                () = cancelled => return Err(self.context.as_ref().map_or(
-                    RateLimitError::Context(ContextError::Cancelled),
-                    context_error,
-                )),
-                permit = &mut acquire => {
-                    return Ok(Some(permit.expect("the turn semaphore is never closed")));
-                }
-                () = tokio::time::sleep_until(patience) => {
-                    let lease = turns.lease_until();
-                    if lease <= Instant::now() {
-                        return Ok(None);
-                    }
-                    patience = lease;
-                }
-            }
+                () = tokio::time::sleep_until(ready_at) => {}
+                // Dropping the reservation gives the permits back.
+                () = ctx.cancelled() => return Err(context_error(ctx)),
+            },
         }
+        reservation.keep();
+        Ok(())
     }
 
-    /// The queue of waiters, for streams that wait on this limiter.
-    pub(crate) fn turns(&self) -> &Turns {
-        &self.shared.turns
-    }
-
-    /// [`take`](Self::take) for a waiter that slept until `due`: charged as
-    /// of `due` if it has passed, so the wake-up's lateness is not lost.
-    #[inline]
-    pub(crate) fn take_as_of(&self, cost: u32, due: Option<Instant>) -> Result<(), RateLimitError> {
-        checked_as_of(due, || self.take(cost))
+    /// Takes `cost` permits now if they are free (`Ok(None)`), or reserves
+    /// them for the instant they will be (`Ok(Some(..))`), unless that is
+    /// after `not_after`. Ignores the context, as [`take`](Self::take) does.
+    pub(crate) fn reserve(
+        &self,
+        cost: u32,
+        not_after: Option<Instant>,
+    ) -> Result<Option<Reservation>, RateLimitError> {
+        self.gcra.reserve(cost, not_after)
     }
 
     /// Takes `cost` permits, ignoring any context: what the stream operators
     /// use after checking the context themselves.
     #[inline]
     pub(crate) fn take(&self, cost: u32) -> Result<(), RateLimitError> {
-        let Some(cost_nz) = NonZeroU32::new(cost) else {
+        if cost == 0 {
             return Ok(());
-        };
-        if cost == 1 {
-            return self.shared.gcra.check().map_err(RateLimitError::over_quota);
         }
-        match self.shared.gcra.check_n(cost_nz) {
-            Ok(decision) => decision.map_err(RateLimitError::over_quota),
-            Err(InsufficientCapacity(_)) => Err(RateLimitError::exceeds_burst(cost, &self.rate)),
-        }
+        self.gcra.check(cost)
     }
 
     pub(crate) fn set_context(&mut self, ctx: &TaskContext) {
@@ -363,7 +355,7 @@ impl From<&RateLimiter> for RateLimiter {
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("rate", &self.rate)
+            .field("rate", &self.rate())
             .field("context", &self.context)
             .finish_non_exhaustive()
     }
@@ -374,14 +366,15 @@ pub(crate) fn context_error(ctx: &TaskContext) -> RateLimitError {
     RateLimitError::Context(ctx.err().unwrap_or(ContextError::Cancelled))
 }
 
-/// Whether waiting until `ready_at` would run into `ctx`'s deadline: such a
-/// wait fails at once (Go's `WaitN`) rather than sleep for nothing.
+/// Whether waiting until `ready_at` would run past `ctx`'s deadline: such a
+/// wait fails at once (Go's `WaitN`) rather than sleep for nothing. A wait
+/// ending exactly at the deadline goes ahead, as in Go.
 pub(crate) fn deadline_check(
     ready_at: Instant,
     ctx: Option<&TaskContext>,
 ) -> Result<(), RateLimitError> {
     match ctx.and_then(TaskContext::deadline) {
-        Some(deadline) if ready_at >= deadline => {
+        Some(deadline) if ready_at > deadline => {
             Err(RateLimitError::WouldExceedDeadline { ready_at, deadline })
         }
         _ => Ok(()),
@@ -389,7 +382,7 @@ pub(crate) fn deadline_check(
 }
 
 /// Sleeps until `ready_at`, unless `ctx` is cancelled first or its deadline
-/// comes first (then fails at once).
+/// comes before `ready_at` (then fails at once).
 pub(crate) async fn wait_until(
     ready_at: Instant,
     ctx: Option<&TaskContext>,
@@ -400,8 +393,9 @@ pub(crate) async fn wait_until(
     };
     deadline_check(ready_at, Some(ctx))?;
     tokio::select! {
+        // A wait ending on the deadline itself is allowed.
         biased;
-        () = ctx.cancelled() => Err(context_error(ctx)),
         () = tokio::time::sleep_until(ready_at) => Ok(()),
+        () = ctx.cancelled() => Err(context_error(ctx)),
     }
 }

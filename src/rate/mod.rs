@@ -38,10 +38,10 @@
 
 mod clock;
 mod error;
+mod gcra;
 mod keyed;
 mod limiter;
 mod stream;
-mod turns;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -72,11 +72,15 @@ pub(crate) use stream::{keyed, rate_limit, weighted};
 /// # Keeping the pace on the real clock
 ///
 /// Tokio's timers fire on millisecond ticks, a little after they are due,
-/// and a busy runtime adds more. So an item that had to wait is charged as of
-/// the instant it was due, not the instant its task woke up (as a
-/// reservation is in Go's `rate.Limiter.Wait`): a late wake-up does not push
-/// back the items behind it, lateness does not pile up, and the long-run rate
-/// is the configured one, even for a smooth 1000 per second.
+/// and a busy runtime adds more. So an item that has to wait is charged for
+/// the instant it is due, not the instant its task wakes up: a
+/// [`RateLimiter`] (and every stream on one) reserves that instant when the
+/// wait begins, as Go's `rate.Limiter.Wait` does, so callers that come later
+/// are judged after it and cannot take its place; a [`KeyedRateLimiter`]
+/// charges its waiter as of that instant when it wakes. Either way a late
+/// wake-up does not push back the items behind it, lateness does not pile
+/// up, and the long-run rate is the configured one, even for a smooth 1000
+/// per second.
 ///
 /// The GCRA bound holds exactly on the instants items are charged as of, so
 /// the count since the limiter's first use never runs ahead of the rate. The
@@ -220,6 +224,39 @@ impl Rate {
         or_panic(self.try_burst(b))
     }
 
+    /// No limit at all (Go's `rate.Inf`): every permit passes at once, any
+    /// cost, whatever the burst — for switching a limit off at run time
+    /// ([`RateLimiter::set_rate`]) or configuring "no limit" without a
+    /// second code path. Its [`interval`](Self::interval) is zero.
+    ///
+    /// ```
+    /// use tokio_conc::rate::{Rate, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::new(Rate::unlimited());
+    /// for _ in 0..1000 {
+    ///     limiter.check_n(50).unwrap();
+    /// }
+    /// assert!(Rate::unlimited().is_unlimited());
+    /// # }
+    /// ```
+    pub const fn unlimited() -> Rate {
+        Rate {
+            interval: Duration::ZERO,
+            burst: NonZeroU32::MIN,
+        }
+    }
+
+    /// Whether this is [`Rate::unlimited`].
+    ///
+    /// ```
+    /// assert!(!tokio_conc::rate::Rate::per_second(1).is_unlimited());
+    /// ```
+    pub fn is_unlimited(&self) -> bool {
+        self.interval.is_zero()
+    }
+
     /// [`per_second`](Self::per_second), or an error for a zero `n`.
     ///
     /// ```
@@ -264,7 +301,8 @@ impl Rate {
         Ok(Rate { burst, ..self })
     }
 
-    /// The steady spacing between items once the burst is spent.
+    /// The steady spacing between items once the burst is spent (zero for
+    /// [`Rate::unlimited`]).
     ///
     /// ```
     /// use std::time::Duration;
@@ -294,11 +332,16 @@ impl Rate {
         self.interval.saturating_mul(self.burst.get())
     }
 
+    /// The rate as a governor quota. Governor has no unlimited quota: the
+    /// unlimited rate becomes its fastest (a cell per nanosecond, the
+    /// largest burst).
     pub(crate) fn quota(&self) -> Quota {
-        // `Quota::with_period` only fails for a zero interval, which no `Rate` has.
-        Quota::with_period(self.interval)
-            .expect("a Rate's interval is never zero")
-            .allow_burst(self.burst)
+        match Quota::with_period(self.interval) {
+            Some(quota) => quota.allow_burst(self.burst),
+            None => Quota::with_period(Duration::from_nanos(1))
+                .expect("one nanosecond is not zero")
+                .allow_burst(NonZeroU32::MAX),
+        }
     }
 }
 
@@ -325,7 +368,9 @@ impl From<Quota> for Rate {
 }
 
 /// The [`governor::Quota`] for this rate, for code that builds its own
-/// governor limiter (see [`TokioClock`]).
+/// governor limiter (see [`TokioClock`]). Governor has no unlimited quota:
+/// [`Rate::unlimited`] becomes its fastest, one cell per nanosecond with the
+/// largest burst.
 impl From<Rate> for Quota {
     fn from(rate: Rate) -> Self {
         rate.quota()
@@ -334,6 +379,13 @@ impl From<Rate> for Quota {
 
 impl fmt::Debug for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_unlimited() {
+            return f
+                .debug_struct("Rate")
+                .field("unlimited", &true)
+                .field("burst", &self.burst.get())
+                .finish();
+        }
         f.debug_struct("Rate")
             .field("interval", &self.interval)
             .field("burst", &self.burst.get())

@@ -30,9 +30,13 @@ pub trait Gate<T>: sealed::Sealed {
     fn task_context(&self) -> Option<&TaskContext>;
     #[doc(hidden)]
     fn set_context(&mut self, ctx: &TaskContext);
-    /// The limiter whose queue waiters join to be served in turn, if any.
+    /// The limiter a waiting item reserves its permits on, if any; without
+    /// one, a waiting item sleeps and is checked again.
     #[doc(hidden)]
-    fn queue(&self) -> Option<&RateLimiter>;
+    fn limiter(&self) -> Option<&RateLimiter>;
+    /// What the item costs, for its reservation.
+    #[doc(hidden)]
+    fn cost(&self, ticket: &Self::Ticket) -> u32;
 }
 
 impl sealed::Sealed for RateLimiter {}
@@ -43,9 +47,10 @@ impl<T> Gate<T> for RateLimiter {
     #[inline]
     fn ticket(&mut self, _: &T) {}
 
+    /// A waiting item reserved its permit, so `due` never applies.
     #[inline]
-    fn try_pass(&self, (): &(), due: Option<Instant>) -> Result<(), RateLimitError> {
-        self.take_as_of(1, due)
+    fn try_pass(&self, (): &(), _due: Option<Instant>) -> Result<(), RateLimitError> {
+        self.take(1)
     }
 
     fn task_context(&self) -> Option<&TaskContext> {
@@ -56,8 +61,12 @@ impl<T> Gate<T> for RateLimiter {
         RateLimiter::set_context(self, ctx);
     }
 
-    fn queue(&self) -> Option<&RateLimiter> {
+    fn limiter(&self) -> Option<&RateLimiter> {
         Some(self)
+    }
+
+    fn cost(&self, (): &()) -> u32 {
+        1
     }
 }
 
@@ -83,8 +92,8 @@ impl<T, F: FnMut(&T) -> u32> Gate<T> for Weighted<F> {
         (self.cost)(item)
     }
 
-    fn try_pass(&self, cost: &u32, due: Option<Instant>) -> Result<(), RateLimitError> {
-        self.limiter.take_as_of(*cost, due)
+    fn try_pass(&self, cost: &u32, _due: Option<Instant>) -> Result<(), RateLimitError> {
+        self.limiter.take(*cost)
     }
 
     fn task_context(&self) -> Option<&TaskContext> {
@@ -95,8 +104,12 @@ impl<T, F: FnMut(&T) -> u32> Gate<T> for Weighted<F> {
         self.limiter.set_context(ctx);
     }
 
-    fn queue(&self) -> Option<&RateLimiter> {
+    fn limiter(&self) -> Option<&RateLimiter> {
         Some(&self.limiter)
+    }
+
+    fn cost(&self, cost: &u32) -> u32 {
+        *cost
     }
 }
 
@@ -134,8 +147,13 @@ impl<T, K: Hash + Eq + Clone, F: FnMut(&T) -> K> Gate<T> for Keyed<K, F> {
         self.limiter.set_context(ctx);
     }
 
-    /// No queue: one would make waiters for different keys wait on each other.
-    fn queue(&self) -> Option<&RateLimiter> {
+    /// No reservations: a keyed waiter sleeps and is checked again, as of
+    /// the instant it was due.
+    fn limiter(&self) -> Option<&RateLimiter> {
         None
+    }
+
+    fn cost(&self, _: &K) -> u32 {
+        1
     }
 }

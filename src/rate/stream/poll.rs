@@ -7,7 +7,9 @@ use futures::Stream;
 use futures::stream::FusedStream;
 use tokio::time::Instant;
 
+use super::timer::Woken;
 use super::{Delay, Discard, Fail, Gate, RateLimit, RateLimitProj, RateLimited};
+use crate::context::TaskContext;
 use crate::rate::RateLimitError;
 use crate::rate::limiter::{context_error, deadline_check};
 
@@ -114,38 +116,57 @@ where
         };
         loop {
             let mut due = None;
-            // Only an item that waited can hold a turn or a timer to clear.
-            let waited = this.held.is_some();
-            if waited {
-                if let Some(ctx) = this.gate.task_context() {
-                    if this.timer.poll_cancelled(cx, ctx).is_ready() {
-                        let why = context_error(ctx);
-                        *this.held = None;
-                        return stop(&mut this, Some(why));
+            if this.held.is_some() {
+                // A wait that is over wins over a context stopping at the
+                // same instant: a wait ending on the deadline goes ahead.
+                match this.timer.poll_ready(cx) {
+                    Poll::Ready(Woken::Reserved) => {
+                        let (item, _) = this.held.take().expect("an item is held");
+                        return Poll::Ready(Some(item));
+                    }
+                    Poll::Ready(Woken::Retry(at)) => due = at,
+                    Poll::Pending => {
+                        if let Some(ctx) = this.gate.task_context() {
+                            if this.timer.poll_cancelled(cx, ctx).is_ready() {
+                                let why = context_error(ctx);
+                                *this.held = None;
+                                return stop(&mut this, Some(why));
+                            }
+                        }
+                        return Poll::Pending;
                     }
                 }
-                due = ready!(this.timer.poll_ready(cx, this.gate.queue()));
             }
             let Some(verdict) = ready!(poll_verdict(&mut this, due, cx)) else {
                 return Poll::Ready(None);
             };
             match verdict {
-                Verdict::Passed(item) => {
-                    if waited {
-                        this.timer.done();
-                    }
-                    return Poll::Ready(Some(item));
-                }
+                Verdict::Passed(item) => return Poll::Ready(Some(item)),
                 Verdict::Refused {
                     item,
                     ticket,
                     error: RateLimitError::OverQuota { ready_at },
                 } => {
-                    if let Err(why) = deadline_check(ready_at, this.gate.task_context()) {
-                        return stop(&mut this, Some(why));
+                    let ctx = this.gate.task_context();
+                    let Some(limiter) = this.gate.limiter() else {
+                        if let Err(why) = deadline_check(ready_at, ctx) {
+                            return stop(&mut this, Some(why));
+                        }
+                        *this.held = Some((item, ticket));
+                        this.timer.retry_at(ready_at);
+                        continue;
+                    };
+                    // Hold the item's place: reserve its permits now.
+                    let deadline = ctx.and_then(TaskContext::deadline);
+                    match limiter.reserve(this.gate.cost(&ticket), deadline) {
+                        // Freed in the meantime.
+                        Ok(None) => return Poll::Ready(Some(item)),
+                        Ok(Some(reservation)) => {
+                            *this.held = Some((item, ticket));
+                            this.timer.reserved(reservation);
+                        }
+                        Err(why) => return stop(&mut this, Some(why)),
                     }
-                    *this.held = Some((item, ticket));
-                    this.timer.wait(ready_at, this.gate.queue());
                 }
                 Verdict::Refused {
                     error: RateLimitError::ExceedsBurst { cost, burst },
