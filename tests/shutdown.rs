@@ -193,7 +193,7 @@ async fn wait_returns_when_every_task_has_ended_without_a_trigger() {
     assert!(shutdown.context().is_cancelled());
     assert_eq!(
         within("a close_on stream", closed.collect::<Vec<_>>()).await,
-        []
+        Vec::<u8>::new()
     );
     until("every task is gone", || alive_tasks() == baseline).await;
 }
