@@ -159,6 +159,9 @@ pub struct Pipeline<T, E> {
     run_ctx: Option<TaskContext>,
     slot: ErrorSlot<E>,
     stats: PipelineStats,
+    /// The stages' streams have ended; waiting for their items to be
+    /// accounted for.
+    settling: bool,
     finished: bool,
 }
 
@@ -189,6 +192,7 @@ where
             run_ctx: None,
             slot: Arc::new(Mutex::new(None)),
             stats: PipelineStats::new(),
+            settling: false,
             finished: false,
         }
     }
@@ -291,6 +295,7 @@ where
             run_ctx: None,
             slot: self.slot.clone(),
             stats: self.stats.clone(),
+            settling: false,
             finished: false,
         }
     }
@@ -351,8 +356,7 @@ where
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
         let stage = stage.into();
-        let counters = Arc::new(stats::Counters::new(stage.name.clone(), stage.workers));
-        self.stats.add_stage(counters.clone());
+        let counters = self.stats.add_stage(stage.name.clone(), stage.workers);
         let (slot, stats) = (self.slot.clone(), self.stats.clone());
         self.extend(move |upstream, ctx| {
             let jitter = stage::jitter_for::<T, P>(&stage.retry);
@@ -441,7 +445,6 @@ where
     /// error, or a clean end.
     fn finish(&mut self) -> Option<E> {
         self.finished = true;
-        self.running = None; // drops every stage's pool
         let failure = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         if failure.is_some() {
             return failure; // the stage recorded the outcome
@@ -471,15 +474,26 @@ where
         if self.finished {
             return Poll::Ready(None);
         }
-        match ready!(self.start().poll_next_unpin(cx)) {
-            Some(item) => Poll::Ready(Some(Ok(item))),
-            None => Poll::Ready(self.finish().map(Err)),
+        if !self.settling {
+            if let Some(item) = ready!(self.start().poll_next_unpin(cx)) {
+                return Poll::Ready(Some(Ok(item)));
+            }
+            // Dropping the stages aborts the pools that had not ended yet
+            // (upstream of a failure); their workers drop what they held.
+            self.running = None;
+            self.settling = true;
         }
+        ready!(self.stats.poll_settled(cx));
+        Poll::Ready(self.finish().map(Err))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match (&self.running, self.finished) {
-            (_, true) => (0, Some(0)),
+        if self.finished {
+            return (0, Some(0));
+        }
+        match (&self.running, self.settling) {
+            // At most the error at the end.
+            (_, true) => (0, Some(1)),
             // One more for a possible error at the end.
             (Some(stream), false) => (0, stream.size_hint().1.and_then(|n| n.checked_add(1))),
             (None, false) => (0, None),
@@ -499,7 +513,7 @@ where
 
 impl<T, E> Drop for Pipeline<T, E> {
     fn drop(&mut self) {
-        if self.running.is_some() && !self.finished {
+        if self.run_ctx.is_some() && !self.finished {
             let outcome = if std::thread::panicking() {
                 Outcome::Panicked
             } else {
@@ -516,7 +530,7 @@ impl<T, E> fmt::Debug for Pipeline<T, E> {
             self.stats.stages().into_iter().map(|s| s.name).collect();
         f.debug_struct("Pipeline")
             .field("stages", &stages)
-            .field("started", &self.running.is_some())
+            .field("started", &self.run_ctx.is_some())
             .field("finished", &self.finished)
             .finish_non_exhaustive()
     }

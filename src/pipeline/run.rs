@@ -62,6 +62,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(counters) = self.counters.take() {
             counters.dropped.fetch_add(1, SeqCst);
+            counters.settled.wake();
         }
     }
 }
@@ -103,7 +104,9 @@ impl<'a> Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         Counters::add_time(&self.counters.busy_ns, self.since.elapsed());
-        self.counters.running.fetch_sub(1, SeqCst);
+        if self.counters.running.fetch_sub(1, SeqCst) == 1 {
+            self.counters.settled.wake();
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use tokio::time::Instant;
 
 use crate::context::ContextError;
@@ -41,11 +42,15 @@ pub(crate) struct Counters {
     pub(crate) busy_ns: AtomicU64,
     pub(crate) blocked_ns: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// Woken when an item is dropped unsettled: the pipeline, once its stages
+    /// have ended, waits for every item they held to be accounted for.
+    pub(crate) settled: Arc<AtomicWaker>,
 }
 
 impl Counters {
-    pub(crate) fn new(name: Cow<'static, str>, workers: usize) -> Self {
+    fn new(name: Cow<'static, str>, workers: usize, settled: Arc<AtomicWaker>) -> Self {
         Counters {
+            settled,
             name,
             workers,
             items_in: AtomicU64::new(0),
@@ -69,6 +74,13 @@ impl Counters {
 
     pub(crate) fn set_last_error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    /// Whether every item taken in has ended and no call is running.
+    fn is_settled(&self) -> bool {
+        let ended =
+            self.items_out.load(SeqCst) + self.errors.load(SeqCst) + self.dropped.load(SeqCst);
+        self.running.load(SeqCst) == 0 && ended == self.items_in.load(SeqCst)
     }
 
     fn snapshot(&self) -> StageStats {
@@ -151,6 +163,9 @@ pub struct StageStats {
     pub skipped: u64,
     /// Items taken in, then abandoned because the pipeline stopped (an error
     /// elsewhere, a cancelled context, the consumer dropping the pipeline).
+    /// A pipeline that ends (yields its last item) has accounted for all of
+    /// them; one that is dropped early counts them as its aborted workers
+    /// end, a moment later.
     pub dropped: u64,
     /// Items taken in and not yet ended: queued, running, or done and waiting
     /// for the next stage.
@@ -232,6 +247,7 @@ impl fmt::Display for Outcome {
 struct Registry {
     stages: Mutex<Vec<Arc<Counters>>>,
     clock: Mutex<Clock>,
+    settled: Arc<AtomicWaker>,
 }
 
 #[derive(Debug)]
@@ -282,12 +298,32 @@ impl PipelineStats {
                     ended: None,
                     outcome: Outcome::Running,
                 }),
+                settled: Arc::new(AtomicWaker::new()),
             }),
         }
     }
 
-    pub(crate) fn add_stage(&self, counters: Arc<Counters>) {
-        self.lock_stages().push(counters);
+    /// Registers a new stage's counters, in pipeline order.
+    pub(crate) fn add_stage(&self, name: Cow<'static, str>, workers: usize) -> Arc<Counters> {
+        let counters = Arc::new(Counters::new(name, workers, self.registry.settled.clone()));
+        self.lock_stages().push(counters.clone());
+        counters
+    }
+
+    /// Ready once every item the stages took in is accounted for and no call
+    /// runs: after the stages' streams have ended, their aborted workers may
+    /// still be dropping what they held.
+    pub(crate) fn poll_settled(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let settled = || self.lock_stages().iter().all(|c| c.is_settled());
+        if settled() {
+            return std::task::Poll::Ready(());
+        }
+        self.registry.settled.register(cx.waker());
+        if settled() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     }
 
     fn lock_stages(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Counters>>> {
