@@ -24,10 +24,13 @@
 //! * On a terminal, a progress line on stderr (files, bytes, rate);
 //!   `--stats` prints the pipeline's report on stderr at the end.
 
+#![cfg_attr(not(unix), allow(unused))]
+
 use std::cell::RefCell;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +53,13 @@ const WALK_BATCH: usize = 128;
 /// A worker digesting a large file yields after this many chunks (1 MiB).
 const YIELD_EVERY: u32 = 8;
 
+#[cfg(not(unix))]
+fn main() -> ExitCode {
+    eprintln!("md5all: file names are printed byte for byte, which needs a Unix system");
+    ExitCode::from(2)
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
@@ -179,6 +189,7 @@ fn plain(e: &io::Error) -> String {
 }
 
 /// Walks, digests on `args.workers` workers, and sorts: Go's `MD5All`.
+#[cfg(unix)]
 async fn md5_all(args: &Args) -> Result<Vec<(PathBuf, [u8; 16])>, Error> {
     let ctx = TaskContext::background();
     cancel_on_ctrl_c(&ctx);
@@ -220,6 +231,7 @@ async fn md5_all(args: &Args) -> Result<Vec<(PathBuf, [u8; 16])>, Error> {
 /// The one place to change once `Shutdown` is merged: build
 /// `Shutdown::new().on_signals()` in `md5_all` and run the pipeline under
 /// `shutdown.context()` instead of calling this.
+#[cfg(unix)]
 fn cancel_on_ctrl_c(ctx: &TaskContext) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT listener");
@@ -306,6 +318,7 @@ fn read_some(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
 
 /// `md5sum`'s lines: a name holding `\`, `\n` or `\r` is escaped, and its
 /// line starts with `\`.
+#[cfg(unix)]
 fn print_sums(digests: &[(PathBuf, [u8; 16])]) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut line = Vec::with_capacity(256);

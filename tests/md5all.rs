@@ -8,6 +8,8 @@
 //! tests, and located from cargo's JSON messages — so `cargo test --test
 //! md5all` on a fresh clone tests the current source, not a stale binary.
 
+#![cfg(unix)]
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
@@ -387,6 +389,15 @@ fn an_unreadable_file_is_named_and_exits_1() {
     );
 }
 
+/// Whether process `pid` catches SIGINT, from the `SigCgt` mask in
+/// `/proc/PID/status`; `None` where there is no such file.
+fn catches_sigint(pid: u32) -> Option<bool> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+    let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+    Some(mask & (1 << (2 - 1)) != 0) // SIGINT is signal 2
+}
+
 #[test]
 fn ctrl_c_stops_it_promptly_with_status_130() {
     let scratch = Scratch::new("interrupt");
@@ -404,8 +415,17 @@ fn ctrl_c_stops_it_promptly_with_status_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Let it start and install its handler.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait until it has installed its SIGINT handler (Linux says so in
+    // /proc; elsewhere, give it a second).
+    let started = Instant::now();
+    while !catches_sigint(child.id()).unwrap_or(started.elapsed() > Duration::from_secs(1)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no SIGINT handler installed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // into the digests
     assert!(child.try_wait().unwrap().is_none(), "still digesting");
     let sent = Command::new("kill")
         .arg("-INT")

@@ -428,6 +428,7 @@ where
     fn start(&mut self) -> &mut BoxStream<'static, T> {
         let build = self.build.take();
         self.running.get_or_insert_with(|| {
+            crate::internal::runtime_handle("Pipeline");
             let parent = self
                 .context
                 .clone()
