@@ -46,13 +46,11 @@ fn assert_adds_up(stage: &StageStats) {
         "{stage:?}"
     );
     assert!(stage.skipped <= stage.errors, "{stage:?}");
-    // No retries here: each item is tried at most once, and every item that
-    // ended as out or error was tried.
-    assert!(stage.attempts <= stage.items_in, "{stage:?}");
-    assert!(
-        stage.attempts >= stage.items_out + stage.errors,
-        "{stage:?}"
-    );
+    // Each item is tried at most once before its retries, and every item
+    // that ended as out or error was tried.
+    let first_tries = stage.attempts - stage.retries;
+    assert!(first_tries <= stage.items_in, "{stage:?}");
+    assert!(first_tries >= stage.items_out + stage.errors, "{stage:?}");
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,19 +58,31 @@ struct StageSpec {
     workers: usize,
     unordered: bool,
     skip: bool,
-    /// Items whose value is divisible by this fail in this stage.
+    /// Items whose value (plus the stage's index) is divisible by this fail
+    /// in this stage for good; those one above fail `retries` times, then
+    /// succeed on their last attempt.
     fail_every: u32,
+    /// Retries per item (0: no retry policy).
+    retries: u32,
 }
 
 fn stage_spec() -> impl Strategy<Value = StageSpec> {
-    (1..4_usize, any::<bool>(), any::<bool>(), 2..40_u32).prop_map(
-        |(workers, unordered, skip, fail_every)| StageSpec {
-            workers,
-            unordered,
-            skip,
-            fail_every,
-        },
+    (
+        1..4_usize,
+        any::<bool>(),
+        any::<bool>(),
+        2..40_u32,
+        0..3_u32,
     )
+        .prop_map(
+            |(workers, unordered, skip, fail_every, retries)| StageSpec {
+                workers,
+                unordered,
+                skip,
+                fail_every,
+                retries,
+            },
+        )
 }
 
 fn stage_of(spec: StageSpec, name: &'static str) -> Stage {
@@ -91,12 +101,22 @@ fn step(
     salt: u32,
 ) -> impl Fn(u32) -> futures::future::BoxFuture<'static, Result<u32, BoxError>> + Send + Sync + 'static
 {
+    let tries = Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::<u32, u32>::new(),
+    ));
     move |n: u32| {
+        let earlier = {
+            let mut tries = tries.lock().unwrap();
+            let count = tries.entry(n).or_default();
+            *count += 1;
+            *count - 1
+        };
         async move {
             if (n + salt) % 7 == 0 {
                 tokio::task::yield_now().await; // some calls finish later than others
             }
-            if (n + salt) % spec.fail_every == 0 {
+            let residue = (n + salt) % spec.fail_every;
+            if residue == 0 || (residue == 1 && earlier < spec.retries) {
                 Err(format!("{n} failed").into())
             } else {
                 Ok(n)
@@ -128,7 +148,14 @@ proptest! {
             let mut pipeline: Pipeline<u32, BoxError> = Pipeline::new(futures::stream::iter(0..items))
                 .stage("source", |n| async move { Ok(n) });
             for (i, spec) in specs.iter().enumerate() {
-                pipeline = pipeline.stage(stage_of(*spec, NAMES[i]), step(*spec, i as u32));
+                let stage = stage_of(*spec, NAMES[i]);
+                let f = step(*spec, i as u32);
+                pipeline = if spec.retries > 0 {
+                    let retry = Retry::exponential(Duration::ZERO).max_attempts(spec.retries + 1);
+                    pipeline.stage(stage.retry(retry), f)
+                } else {
+                    pipeline.stage(stage, f)
+                };
             }
             let stats = pipeline.stats();
             let out: Vec<Result<u32, BoxError>> = match take {
@@ -159,11 +186,16 @@ proptest! {
                 if !stopped {
                     assert_eq!(report.outcome, Outcome::Completed);
                     assert!(stages.iter().all(|s| s.dropped == 0), "{report}");
-                    // Only the policies removed items.
-                    let expected = (0..items)
-                        .filter(|n| specs.iter().enumerate().all(|(i, s)| (n + i as u32) % s.fail_every != 0))
-                        .count() as u64;
-                    assert_eq!(last.items_out, expected);
+                    // Only the policies removed items, and each stage retried
+                    // exactly the items that failed in it.
+                    let mut entering: Vec<u32> = (0..items).collect();
+                    for (i, spec) in specs.iter().enumerate() {
+                        let residue = |n: &u32| (n + i as u32) % spec.fail_every;
+                        let failing = entering.iter().filter(|n| residue(n) <= 1).count() as u64;
+                        assert_eq!(stages[i + 1].retries, failing * u64::from(spec.retries), "{report}");
+                        entering.retain(|n| residue(n) != 0);
+                    }
+                    assert_eq!(last.items_out, entering.len() as u64);
                 } else {
                     assert!(matches!(report.outcome, Outcome::Failed { .. }), "{report}");
                 }
