@@ -114,8 +114,7 @@ use futures::stream::{BoxStream, FusedStream};
 use futures::{Stream, StreamExt};
 
 use crate::context::{ContextError, TaskContext};
-use crate::ext::ConcurrentStreamExt;
-use crate::pool::Workers;
+use crate::pool::{self, Workers};
 use run::{ErrorSlot, StageOutput, StageRun, Ticket, Tracked};
 
 pub use stage::{Attempts, NoRetry, Retry, Stage};
@@ -386,9 +385,9 @@ where
                 async move { run.call(item).await }
             };
             if stage.ordered {
-                StageOutput::new(input.par_map(workers, call), counters).boxed()
+                StageOutput::new(pool::par_map(input, workers, call), counters).boxed()
             } else {
-                StageOutput::new(input.par_map_unordered(workers, call), counters).boxed()
+                StageOutput::new(pool::par_map_unordered(input, workers, call), counters).boxed()
             }
         })
     }
