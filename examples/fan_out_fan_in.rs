@@ -16,7 +16,7 @@ async fn main() {
         for n in 1..=12 {
             y.send(n).await?;
         }
-        Ok::<(), Closed>(())
+        Ok(())
     });
 
     // Fan-out: each number goes to exactly one of three workers.

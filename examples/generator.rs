@@ -40,8 +40,8 @@ async fn main() {
 
     println!("== with a context: cancelling it stops the producer");
     let ctx = TaskContext::background().with_timeout(Duration::from_millis(35));
-    let mut ticks = generate_ahead(1, |y: Yielder<u64>| async move {
-        let mut n = 0;
+    let mut ticks = generate_ahead(1, |y| async move {
+        let mut n = 0_u64;
         let stop = loop {
             if let Err(stop) = y.send(n).await {
                 break stop;
@@ -49,6 +49,7 @@ async fn main() {
             n += 1;
         };
         println!("   ticker: {stop}");
+        Err(stop)
     })
     .context(&ctx);
     while let Some(tick) = ticks.next().await {

@@ -20,7 +20,8 @@
 //! * A file that cannot be read: an error naming it, the other workers are
 //!   cancelled (the stage's stop policy), exit status 1.
 //! * A missing DIR (or bad arguments): a clear error, exit status 2.
-//! * Ctrl-C: the workers stop within a few chunks, exit status 130.
+//! * Ctrl-C (or SIGTERM), through a `Shutdown`: the workers stop within a
+//!   few chunks, exit status 130.
 //! * On a terminal, a progress line on stderr (files, bytes, rate);
 //!   `--stats` prints the pipeline's report on stderr at the end.
 
@@ -189,30 +190,43 @@ fn plain(e: &io::Error) -> String {
 }
 
 /// Walks, digests on `args.workers` workers, and sorts: Go's `MD5All`.
+///
+/// The pipeline runs as a task of a [`Shutdown`] listening for Ctrl-C (and
+/// SIGTERM) with no grace period: half a list of sums is worth nothing, so a
+/// signal cancels the pipeline's context at once — every worker stops at its
+/// next chunk — instead of draining.
 #[cfg(unix)]
 async fn md5_all(args: &Args) -> Result<Vec<(PathBuf, [u8; 16])>, Error> {
-    let ctx = TaskContext::background();
-    cancel_on_ctrl_c(&ctx);
+    let shutdown = Shutdown::new().on_signals();
     let bytes = Arc::new(AtomicU64::new(0));
     let counted = bytes.clone();
-    let pipeline = Pipeline::new(walk(args.dir.clone())).context(&ctx).stage(
-        Stage::new("digest").workers(args.workers).unordered(),
-        move |entry: Result<PathBuf, walkdir::Error>| {
-            let counted = counted.clone();
-            async move {
-                let path = entry.map_err(Error::Walk)?;
-                match digest_file(&path, &counted).await {
-                    Ok(sum) => Ok((path, sum)),
-                    Err(e) => Err(Error::Read(path, e)),
+    let pipeline = Pipeline::new(walk(args.dir.clone()))
+        .context(shutdown.context())
+        .stage(
+            Stage::new("digest").workers(args.workers).unordered(),
+            move |entry: Result<PathBuf, walkdir::Error>| {
+                let counted = counted.clone();
+                async move {
+                    let path = entry.map_err(Error::Walk)?;
+                    match digest_file(&path, &counted).await {
+                        Ok(sum) => Ok((path, sum)),
+                        Err(e) => Err(Error::Read(path, e)),
+                    }
                 }
-            }
-        },
-    );
+            },
+        );
     let stats = pipeline.stats();
     let progress = io::stderr()
         .is_terminal()
         .then(|| tokio::spawn(show_progress(stats.clone(), bytes)));
-    let outcome = pipeline.try_collect::<Vec<_>>().await;
+    let digesting = shutdown.spawn("md5all", pipeline.try_collect::<Vec<_>>());
+    // Returns when the pipeline has ended, or at once after a signal.
+    shutdown.wait(Duration::ZERO).await;
+    let outcome = match digesting.await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Interrupted(ContextError::Cancelled)), // aborted
+    };
     if let Some(progress) = progress {
         progress.abort();
         eprint!("\r\x1b[K");
@@ -223,26 +237,6 @@ async fn md5_all(args: &Args) -> Result<Vec<(PathBuf, [u8; 16])>, Error> {
     let mut digests = outcome?;
     digests.sort_unstable_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     Ok(digests)
-}
-
-/// Ctrl-C cancels `ctx`: every stage bound to it stops at its next chunk.
-/// The listener is installed before this returns, so no Ctrl-C is missed.
-///
-/// The one place to change once `Shutdown` is merged: `md5_all` builds
-/// `Shutdown::new().on_signals()`, runs the pipeline under
-/// `shutdown.context()` as a `shutdown.spawn("md5all", ..)` task, and awaits
-/// `shutdown.wait(Duration::ZERO)`: half a list of sums is worth nothing, so
-/// Ctrl-C aborts at once instead of draining.
-#[cfg(unix)]
-fn cancel_on_ctrl_c(ctx: &TaskContext) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT listener");
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        if interrupt.recv().await.is_some() {
-            ctx.cancel();
-        }
-    });
 }
 
 /// The regular files under `dir` (`find DIR -type f`), walked on a thread of
@@ -284,7 +278,7 @@ thread_local! {
 /// expected in the page cache, where a read is a copy. Every
 /// [`YIELD_EVERY`] chunks the worker yields, so a large file never holds its
 /// thread for long: a cancelled pipeline drops the call there, and the other
-/// tasks (the Ctrl-C listener, the progress line) get their turn.
+/// tasks (the signal listener, the progress line) get their turn.
 async fn digest_file(path: &Path, bytes: &AtomicU64) -> io::Result<[u8; 16]> {
     let mut file = File::open(path)?;
     let mut hasher = Md5::new();

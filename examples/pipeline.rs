@@ -29,7 +29,7 @@ async fn plain_chain() {
             y.send(n).await?;
         }
         println!("source: done, closing");
-        Ok::<(), Closed>(())
+        Ok(())
     });
 
     // Stage 2: square each number on 3 workers, keeping input order.

@@ -23,7 +23,7 @@ async fn main() {
         loop {
             if let Err(closed) = y.send(n).await {
                 println!("producer: stopping ({closed})");
-                return;
+                return Err(closed);
             }
             counter.fetch_add(1, Ordering::Relaxed);
             n += 1;

@@ -18,7 +18,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             y.send(n).await?;
         }
-        Ok::<(), Closed>(())
+        Ok(())
     });
 
     // select { case v := <-data: ...; case <-ctx.Done(): return }

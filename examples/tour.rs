@@ -18,6 +18,7 @@ async fn main() {
     rate_limit().await;
     fan_out().await;
     pipeline().await;
+    shutdown().await;
 }
 
 /// Go's `context.WithTimeout` + `WithValue`.
@@ -128,22 +129,24 @@ async fn fan_out() {
 /// Go's generator: lazy (unbuffered channel) and running ahead (buffered).
 async fn generator() {
     println!("== generator: lazy, and running ahead");
-    let squares: Vec<u64> = generate(|y: Yielder<u64>| async move {
-        for i in 1.. {
+    let squares: Vec<u64> = generate(|y| async move {
+        let mut i = 1_u64;
+        loop {
             y.send(i * i).await?;
+            i += 1;
         }
-        Ok::<(), Closed>(())
     })
     .take(4)
     .collect()
     .await;
     println!("   first squares: {squares:?}");
-    let mut ahead = generate_ahead(2, |y: Yielder<u32>| async move {
-        let mut n = 0;
+    let mut ahead = generate_ahead(2, |y| async move {
+        let mut n = 0_u32;
         while y.send(n).await.is_ok() {
             n += 1;
         }
         println!("   producer: send({n}) failed, the consumer left; stopping");
+        Ok(())
     });
     println!(
         "   took {:?} and {:?}, then dropped the stream",
@@ -162,7 +165,7 @@ async fn fan_in_step() {
             for i in 0..2 {
                 y.send(format!("producer {p}, item {i}")).await?;
             }
-            Ok::<(), Closed>(())
+            Ok(())
         })
     });
     let mut merged = fan_in(producers);
@@ -218,4 +221,26 @@ async fn pipeline() {
     for line in stats.report().to_string().lines() {
         println!("   {line}");
     }
+}
+
+/// Graceful shutdown: drain, then abort what outlives the grace period.
+async fn shutdown() {
+    println!("== shutdown: the source closes, the pool drains, a stuck task is aborted and named");
+    let shutdown = Shutdown::new(); // a service adds .on_signals() for Ctrl-C and SIGTERM
+    let handled = futures::stream::iter(1..)
+        .rate_limit(Rate::every(Duration::from_millis(10)))
+        .close_on(&shutdown)
+        .par_map_unordered(
+            Workers::new(4).context(shutdown.context()),
+            |request| async move {
+                tokio::time::sleep(Duration::from_millis(30)).await; // handling it
+                request
+            },
+        );
+    let served = shutdown.spawn("server", handled.count());
+    shutdown.spawn("stuck", std::future::pending::<()>()); // ignores the drain
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shutdown.trigger();
+    let report = shutdown.wait(Duration::from_millis(200)).await;
+    println!("   served {} requests; {report}", served.await.unwrap());
 }

@@ -6,8 +6,10 @@
 use futures::Stream;
 
 // rate limiting
+#[cfg(feature = "rate")]
 use std::hash::Hash;
 
+#[cfg(feature = "rate")]
 use crate::rate::{Keyed, KeyedRateLimiter, Rate, RateLimit, RateLimiter, Weighted};
 
 /// Concurrency operators for every [`Stream`]: `use tokio_conc::prelude::*;`
@@ -411,6 +413,9 @@ pub trait ConcurrentStreamExt: Stream {
     /// items; a full lane applies backpressure; items for a dropped lane are
     /// skipped and counted ([`Lane::skipped`](crate::fan_out::Lane::skipped)). See [`partition`](crate::fan_out::partition).
     ///
+    /// `key_fn` is a [key function](crate#key-functions): `Fn(&T) -> K + Send +
+    /// Sync + 'static`, as everywhere in the crate.
+    ///
     /// # Panics
     ///
     /// If `n` is 0.
@@ -436,7 +441,7 @@ pub trait ConcurrentStreamExt: Stream {
     where
         Self: Sized + Send + 'static,
         K: std::hash::Hash,
-        F: FnMut(&Self::Item) -> K + Send + 'static,
+        F: Fn(&Self::Item) -> K + Send + Sync + 'static,
     {
         crate::fan_out::partition(self, n, key_fn)
     }
@@ -468,7 +473,7 @@ pub trait ConcurrentStreamExt: Stream {
     where
         Self: Sized + Send + 'static,
         K: std::hash::Hash,
-        F: FnMut(&Self::Item) -> K + Send + 'static,
+        F: Fn(&Self::Item) -> K + Send + Sync + 'static,
     {
         crate::fan_out::partition_with(self, n, capacity, key_fn)
     }
@@ -501,6 +506,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(at, [0, 200, 400, 600]);
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit(self, rate: Rate) -> RateLimit<Self, RateLimiter>
     where
         Self: Sized,
@@ -530,6 +537,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(a.count().await + b.count().await, 4, "one burst between them");
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit_shared(self, limiter: &RateLimiter) -> RateLimit<Self, RateLimiter>
     where
         Self: Sized,
@@ -566,6 +575,8 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(at, [0, 100, 300]);
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit_weighted<L, F>(self, limiter: L, cost: F) -> RateLimit<Self, Weighted<F>>
     where
         Self: Sized,
@@ -579,7 +590,9 @@ pub trait ConcurrentStreamExt: Stream {
     /// draws on the quota of `key(&item)` (a user, a host), independently of
     /// the other keys. `limiter` is a [`Rate`] or a `&KeyedRateLimiter` to
     /// share. Keys that go quiet are forgotten, so memory follows the keys
-    /// seen recently (see [`KeyedRateLimiter`]).
+    /// seen recently (see [`KeyedRateLimiter`]). `key` is a
+    /// [key function](crate#key-functions): `Fn(&T) -> K + Send + Sync +
+    /// 'static`, as everywhere in the crate.
     ///
     /// Under the default (delay) policy order is kept, so an item waiting for
     /// its key holds back the items behind it; with
@@ -601,14 +614,49 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(passed, ["ann", "bob"]);
     /// # }
     /// ```
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     fn rate_limit_by<K, F, L>(self, key: F, limiter: L) -> RateLimit<Self, Keyed<K, F>>
     where
         Self: Sized,
         K: Hash + Eq + Clone,
-        F: FnMut(&Self::Item) -> K,
+        F: Fn(&Self::Item) -> K + Send + Sync + 'static,
         L: Into<KeyedRateLimiter<K>>,
     {
         crate::rate::keyed(self, key, limiter.into())
+    }
+
+    // ----------------------------------------------------------------------
+    // graceful shutdown
+
+    /// Ends this stream when `shutdown` starts draining: a source that
+    /// closes, so every operator downstream finishes what it holds and ends
+    /// (Close, not Cancel). Put it right after the source: what it has let
+    /// through is drained; what the source still holds is not taken. See
+    /// [`Shutdown`](crate::shutdown::Shutdown).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Shutdown::new();
+    /// let ticks = futures::stream::iter(0..)
+    ///     .rate_limit(Rate::every(Duration::from_secs(1)))
+    ///     .close_on(&shutdown);
+    /// let counted = shutdown.spawn("counter", ticks.count());
+    /// tokio::time::sleep(Duration::from_millis(2500)).await;
+    /// shutdown.trigger();
+    /// assert_eq!(counted.await.unwrap(), 3, "ticks at 0, 1 and 2 s");
+    /// # }
+    /// ```
+    fn close_on(self, shutdown: &crate::shutdown::Shutdown) -> crate::shutdown::CloseOn<Self>
+    where
+        Self: Sized,
+    {
+        crate::shutdown::close_on(self, shutdown)
     }
 
     // ----------------------------------------------------------------------

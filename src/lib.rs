@@ -13,6 +13,7 @@
 //! | `context.Context`: cancellation, deadline, values | [`TaskContext`] |
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
+//! | graceful shutdown: `signal.NotifyContext`, close the inputs, `wg.Wait()`, `http.Server.Shutdown` with a timeout | [`Shutdown::new().on_signals()`](shutdown::Shutdown::on_signals), [`s.close_on(&shutdown)`](ConcurrentStreamExt::close_on), [`shutdown.wait(grace)`](shutdown::Shutdown::wait) → [`ShutdownReport`](shutdown::ShutdownReport) |
 //!
 //! Everything comes in through the prelude. A request-scoped pipeline — rate
 //! limited, charged in parallel on spawned tasks, stored in order — reads:
@@ -31,6 +32,8 @@
 //!     order * 10
 //! }
 //!
+//! # #[cfg(not(feature = "rate"))] fn main() {}
+//! # #[cfg(feature = "rate")]
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() {
 //! let ctx = TaskContext::background()
@@ -56,6 +59,71 @@
 //!   work is dropped and every task the operator spawned ends. No spawned task
 //!   outlives the stream that owns it.
 //!
+//! # Contexts: one rule
+//!
+//! Every operator and type that a [`TaskContext`] can stop takes it the same
+//! way, and follows the same rule when none is given:
+//!
+//! * **Given**: `.context(&ctx)` on its builder — [`Workers`](pool::Workers),
+//!   [`Branches`](fan_out::Branches), the generators and
+//!   [`prefetch`](ConcurrentStreamExt::prefetch), the rate-limit streams,
+//!   [`RateLimiter`](rate::RateLimiter) and
+//!   [`KeyedRateLimiter`](rate::KeyedRateLimiter) — or the constructor's
+//!   argument where one is required ([`TaskGroup::new`](pool::TaskGroup::new)).
+//! * **Not given**: it is bound to [`TaskContext::current`] **at
+//!   construction** — where the operator is called or the type is built — if
+//!   there is one. So whatever is built inside [`ctx.scope(..)`](TaskContext::scope),
+//!   a task started by [`ctx.spawn(..)`](TaskContext::spawn) or a pool's
+//!   worker stops when that context is cancelled. With no context current it
+//!   has none: only the end of its input or dropping it stops it.
+//! * **Read back**: a builder or stream says what it is bound to with
+//!   `task_context() -> Option<&TaskContext>`; a running handle
+//!   ([`WorkerPool`](pool::WorkerPool), [`TaskGroup`](pool::TaskGroup)) has
+//!   `context() -> &TaskContext`. No type has both a `context(&ctx)` setter
+//!   and a `context()` getter.
+//!
+//! **Stopped by a context is never silent success.** A stream that just ends
+//! when its context is cancelled says so in its docs: ask `ctx.err()` why. An
+//! error that a context can cause — [`Closed`](generator::Closed),
+//! [`JobError`](pool::JobError), [`Rejected`](pool::Rejected) and
+//! [`RejectReason`](pool::RejectReason),
+//! [`RateLimitError`](rate::RateLimitError) — says so the same way: its
+//! `context_error()` returns the [`ContextError`], which is also its
+//! [`source`](std::error::Error::source).
+//!
+//! ```
+//! use futures::StreamExt;
+//! use tokio_conc::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let request = TaskContext::background();
+//! // Built inside the request's scope: bound to it, with no `.context(..)`.
+//! let branches = request
+//!     .scope(async { futures::stream::iter(0..100).fan_out(2) })
+//!     .await;
+//! request.cancel();
+//! for branch in branches {
+//!     assert_eq!(branch.count().await, 0);
+//! }
+//! # }
+//! ```
+//!
+//! # Key functions
+//!
+//! Every operator that routes or groups items by key takes the key function
+//! in one form, `Fn(&T) -> K + Send + Sync + 'static`: a pure function of the
+//! item, which the operator may call from whichever task or thread polls it.
+//! The same closure can be handed to [`partition`](ConcurrentStreamExt::partition),
+//! [`partition_with`](ConcurrentStreamExt::partition_with) and
+//! `rate_limit_by`.
+//!
+//! # Cargo features
+//!
+//! * `rate` (on by default): the [`rate`] module and the `rate_limit*`
+//!   operators, on `governor`. Without it the crate does not depend on
+//!   `governor`.
+//!
 //! # Bad input
 //!
 //! A zero worker count, buffer or capacity panics at construction with a message
@@ -66,6 +134,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link to the rate limiter, which the `rate` feature gates.
+#![cfg_attr(not(feature = "rate"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod context;
 pub mod fan_in;
@@ -73,7 +143,10 @@ pub mod fan_out;
 pub mod generator;
 pub mod pipeline;
 pub mod pool;
+#[cfg(feature = "rate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
 pub mod rate;
+pub mod shutdown;
 
 mod ext;
 mod internal;
@@ -98,8 +171,13 @@ pub mod prelude {
     pub use crate::fan_out::Branches;
 
     // rate limiting
+    #[cfg(feature = "rate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};
 
     // pipelines
     pub use crate::pipeline::{Pipeline, Retry, Stage};
+
+    // graceful shutdown
+    pub use crate::shutdown::{Shutdown, ShutdownReport};
 }

@@ -1,13 +1,11 @@
 //! The guarantees of `TaskContext`, each with a test that fails if it breaks.
 
-use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::time::Instant;
-use tokio_conc::context::{ContextError, SpanValue, TaskContext};
+use tokio_conc::context::{ContextError, TaskContext};
 use tokio_util::sync::CancellationToken;
 
 fn alive_tasks() -> usize {
@@ -297,25 +295,9 @@ fn cancelling_the_token_cancels_the_context() {
     assert_eq!(child.err(), Some(ContextError::Cancelled));
 }
 
-struct SessionId(u32);
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-impl SpanValue for SessionId {
-    const FIELD: &'static str = "session_id";
-}
-
-struct Tenant(&'static str);
-impl fmt::Display for Tenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-impl SpanValue for Tenant {
-    const FIELD: &'static str = "tenant";
-}
+#[path = "support/span_values.rs"]
+mod span_values;
+use span_values::{SessionId, Tenant};
 
 #[test]
 fn span_fields_list_the_nearest_span_values_outermost_first() {
@@ -325,44 +307,6 @@ fn span_fields_list_the_nearest_span_values_outermost_first() {
         .with_span_value(SessionId(1))
         .with_span_value(SessionId(42));
     assert_eq!(ctx.span_fields(), "tenant=acme session_id=42");
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn logs_inside_a_spawned_task_carry_the_context_values() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    // Other tests in this binary may have hit the span's callsite with no
-    // subscriber and cached "never"; recompute now that this one is installed.
-    tracing::callsite::rebuild_interest_cache();
-
-    let ctx = TaskContext::background().with_span_value(SessionId(42));
-    // A current-thread test runtime polls the task on this thread, where the
-    // subscriber is the default.
-    ctx.spawn(async { tracing::info!("charging card") })
-        .await
-        .unwrap();
-
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("charging card"), "{logs}");
-    assert!(logs.contains("session_id=42"), "{logs}");
 }
 
 #[test]

@@ -39,7 +39,10 @@ async fn settle(mut done: impl FnMut() -> bool) {
 }
 
 /// A producer that sends 0, 1, 2, … until `send` fails, then reports why.
-async fn count_until_closed(y: Yielder<u32>, report: oneshot::Sender<Closed>) {
+async fn count_until_closed(
+    y: Yielder<u32>,
+    report: oneshot::Sender<Closed>,
+) -> Result<(), Closed> {
     let mut n = 0;
     let closed = loop {
         if let Err(closed) = y.send(n).await {
@@ -47,7 +50,8 @@ async fn count_until_closed(y: Yielder<u32>, report: oneshot::Sender<Closed>) {
         }
         n += 1;
     };
-    let _ = report.send(closed);
+    let _ = report.send(closed.clone());
+    Err(closed)
 }
 
 #[tokio::test]
@@ -59,7 +63,7 @@ async fn lazy_producer_never_runs_ahead_of_the_consumer() {
             counter.fetch_add(1, Ordering::SeqCst);
             y.send(i).await?;
         }
-        Ok::<(), Closed>(())
+        Ok(())
     });
     tokio::task::yield_now().await;
     assert_eq!(
@@ -78,12 +82,82 @@ async fn lazy_producer_never_runs_ahead_of_the_consumer() {
     }
 }
 
+/// The defect: an endless producer, the most natural Go-style generator,
+/// failed to compile with "`!: ProducerOutput` is not satisfied". Every form
+/// here is written without a type annotation on purpose: this test is the
+/// compile check.
+#[tokio::test]
+async fn natural_producers_compile_without_annotations() {
+    // Endless, `?` on every send.
+    let naturals = generate(|y| async move {
+        let mut i = 0;
+        loop {
+            y.send(i).await?;
+            i += 1;
+        }
+    });
+    assert_eq!(naturals.take(3).collect::<Vec<u32>>().await, [0, 1, 2]);
+
+    // A `for` loop ending in `Ok(())`.
+    let evens = generate(|y| async move {
+        for i in 0..3 {
+            y.send(i * 2).await?;
+        }
+        Ok(())
+    });
+    assert_eq!(evens.collect::<Vec<u32>>().await, [0, 2, 4]);
+
+    // A producer that ignores `Closed` and just returns.
+    let once = generate(|y| async move {
+        let _ = y.send("once").await;
+        Ok(())
+    });
+    assert_eq!(once.collect::<Vec<_>>().await, ["once"]);
+
+    // The same forms running ahead.
+    let ahead = generate_ahead(2, |y| async move {
+        let mut i = 0;
+        loop {
+            y.send(i).await?;
+            i += 1;
+        }
+    });
+    assert_eq!(ahead.take(3).collect::<Vec<u64>>().await, [0, 1, 2]);
+    let ahead = generate_ahead(2, |y| async move {
+        for word in ["a", "b"] {
+            y.send(word).await?;
+        }
+        Ok(())
+    });
+    assert_eq!(ahead.collect::<Vec<_>>().await, ["a", "b"]);
+
+    // try_generate: the error type is the caller's, named where it is used.
+    let fallible = try_generate(|y| async move {
+        let mut i = 0;
+        loop {
+            y.send(i).await?;
+            i += 1;
+        }
+    });
+    let first: Vec<Result<u8, Closed>> = fallible.take(2).collect().await;
+    assert_eq!(first, [Ok(0), Ok(1)]);
+    let parsed = try_generate(|y| async move {
+        for text in ["1", "x"] {
+            y.send(text.parse::<u8>()?).await?;
+        }
+        Ok(())
+    });
+    let all: Vec<Result<u8, Box<dyn std::error::Error + Send + Sync>>> = parsed.collect().await;
+    assert_eq!(all.len(), 2);
+    assert!(all[1].is_err());
+}
+
 #[tokio::test]
 async fn lazy_generator_ends_when_the_producer_returns() {
     let s = generate(|y: Yielder<&str>| async move {
         y.send("a").await?;
         y.send("b").await?;
-        Ok::<(), Closed>(())
+        Ok(())
     });
     assert_eq!(s.collect::<Vec<_>>().await, ["a", "b"]);
 }
@@ -97,7 +171,7 @@ async fn dropping_a_lazy_generator_drops_its_producer() {
         for i in 0.. {
             y.send(i).await?;
         }
-        Ok::<(), Closed>(())
+        Ok(())
     });
     assert_eq!(s.next().await, Some(0));
     assert!(!dropped.load(Ordering::SeqCst));
@@ -110,10 +184,8 @@ async fn a_yielder_moved_to_another_task_still_delivers_and_sees_the_drop() {
     let (done_tx, done_rx) = oneshot::channel();
     let mut s = generate(move |y: Yielder<u32>| async move {
         // The producer hands its yielder to a task and waits for it.
-        let worker = tokio::spawn(async move {
-            count_until_closed(y, done_tx).await;
-        });
-        let _ = worker.await;
+        let worker = tokio::spawn(count_until_closed(y, done_tx));
+        worker.await.unwrap()
     });
     let first: Vec<u32> = (&mut s).take(3).collect().await;
     assert_eq!(first, [0, 1, 2]);
@@ -175,7 +247,7 @@ async fn generate_ahead_runs_at_most_buffer_items_ahead() {
             y.send(i).await?;
             c.fetch_add(1, Ordering::SeqCst);
         }
-        Ok::<(), Closed>(())
+        Ok(())
     });
     settle(|| started.load(Ordering::SeqCst) > BUFFER).await;
     settle(|| false).await;
@@ -219,7 +291,7 @@ async fn dropping_generate_ahead_fails_send_and_ends_the_task() {
     let (closed_tx, closed_rx) = oneshot::channel();
     let mut s = generate_ahead(2, move |y: Yielder<u32>| async move {
         let _guard = guard;
-        count_until_closed(y, closed_tx).await;
+        count_until_closed(y, closed_tx).await
     });
     assert_eq!(s.next().await, Some(0));
     settle(|| false).await; // the producer now waits in `send` on a full buffer
@@ -252,6 +324,7 @@ async fn dropping_generate_ahead_stops_a_producer_that_ignores_closed() {
                 ignored.fetch_add(1, Ordering::Relaxed); // and keeps going
             }
         }
+        Ok(())
     });
     assert_eq!(s.next().await, Some(1));
     drop(s);
@@ -268,7 +341,7 @@ async fn dropping_generate_ahead_stops_a_producer_waiting_elsewhere() {
     let s = generate_ahead(1, move |y: Yielder<u32>| async move {
         let _guard = guard;
         let _ = y.send(1).await;
-        pending::<()>().await;
+        pending().await
     });
     settle(|| s.buffered_len() == 1).await;
     drop(s);
@@ -300,8 +373,9 @@ async fn cancelling_the_context_ends_a_lazy_generator_and_fails_send() {
     let ctx = TaskContext::background();
     let (closed_tx, closed_rx) = oneshot::channel();
     let mut s = generate(move |y: Yielder<u32>| async move {
-        y.send(1).await.unwrap();
+        y.send(1).await?;
         let _ = closed_tx.send(y.send(2).await);
+        Ok(())
     })
     .context(&ctx);
     assert_eq!(s.next().await, Some(1));
@@ -321,8 +395,8 @@ async fn cancelling_the_context_wakes_a_consumer_whose_producer_waits_elsewhere(
     let guard = DropGuard(Arc::clone(&dropped));
     let mut s = generate(move |y: Yielder<u32>| async move {
         let _guard = guard;
-        y.send(1).await.unwrap();
-        pending::<()>().await;
+        y.send(1).await?;
+        pending().await
     })
     .context(&ctx);
     assert_eq!(s.next().await, Some(1));
@@ -337,10 +411,7 @@ async fn cancelling_the_context_wakes_a_consumer_whose_producer_waits_elsewhere(
 async fn a_deadline_ends_the_generator_with_deadline_exceeded() {
     let ctx = TaskContext::background().with_timeout(Duration::from_millis(50));
     let (closed_tx, closed_rx) = oneshot::channel();
-    let mut s = generate_ahead(1, move |y: Yielder<u32>| async move {
-        count_until_closed(y, closed_tx).await;
-    })
-    .context(&ctx);
+    let mut s = generate_ahead(1, move |y| count_until_closed(y, closed_tx)).context(&ctx);
     // A slow consumer: one item every 20 ms, so the producer waits in `send`.
     let mut got = Vec::new();
     while let Some(n) = s.next().await {
@@ -360,10 +431,7 @@ async fn cancelling_generate_ahead_ends_the_stream_at_once_and_the_task() {
     let baseline = alive_tasks();
     let ctx = TaskContext::background();
     let (closed_tx, closed_rx) = oneshot::channel();
-    let mut s = generate_ahead(8, move |y: Yielder<u32>| async move {
-        count_until_closed(y, closed_tx).await;
-    })
-    .context(&ctx);
+    let mut s = generate_ahead(8, move |y| count_until_closed(y, closed_tx)).context(&ctx);
     settle(|| s.buffered_len() == 8).await;
     assert_eq!(s.next().await, Some(0));
     ctx.cancel_with(std::io::Error::other("client went away"));
@@ -387,6 +455,7 @@ async fn a_panic_in_a_producer_task_reaches_the_consumer() {
         if y.send(2).await.is_ok() {
             panic!("producer failed");
         }
+        Ok(())
     });
     let _ = s.collect::<Vec<_>>().await;
 }
@@ -403,9 +472,7 @@ async fn a_panic_in_a_prefetched_source_reaches_the_consumer() {
 #[tokio::test]
 #[should_panic(expected = "generate_ahead: `buffer` must be at least 1, got 0")]
 async fn generate_ahead_with_zero_buffer_panics() {
-    let _ = generate_ahead(0, |y: Yielder<u8>| async move {
-        let _ = y.send(1).await;
-    });
+    let _ = generate_ahead(0, |y: Yielder<u8>| async move { y.send(1).await });
 }
 
 #[tokio::test]
@@ -417,9 +484,7 @@ async fn prefetch_of_zero_panics() {
 #[test]
 #[should_panic(expected = "generate_ahead must be called within a Tokio runtime")]
 fn generate_ahead_outside_a_runtime_panics() {
-    let _ = generate_ahead(1, |y: Yielder<u8>| async move {
-        let _ = y.send(1).await;
-    });
+    let _ = generate_ahead(1, |y: Yielder<u8>| async move { y.send(1).await });
 }
 
 #[test]
@@ -434,7 +499,7 @@ fn a_lazy_generator_needs_no_runtime() {
         for i in 0..3 {
             y.send(i).await?;
         }
-        Ok::<(), Closed>(())
+        Ok(())
     });
     let items = futures::executor::block_on(s.collect::<Vec<_>>());
     assert_eq!(items, [0, 1, 2]);
@@ -444,12 +509,10 @@ fn assert_send<T: Send>(_: &T) {}
 
 #[tokio::test]
 async fn generators_are_send() {
-    let lazy = generate(|y: Yielder<String>| async move {
-        let _ = y.send(String::new()).await;
-    });
+    let lazy = generate(|y: Yielder<String>| async move { y.send(String::new()).await });
     assert_send(&lazy);
     let ahead = generate_ahead(1, |y: Yielder<String>| async move {
-        let _ = y.send(String::new()).await;
+        y.send(String::new()).await
     });
     assert_send(&ahead);
 }
@@ -472,7 +535,7 @@ proptest! {
                 for i in a {
                     y.send(i).await?;
                 }
-                Ok::<(), Closed>(())
+                Ok(())
             })
             .collect()
             .await;
@@ -481,7 +544,7 @@ proptest! {
                 for i in b {
                     y.send(i).await?;
                 }
-                Ok::<(), Closed>(())
+                Ok(())
             })
             .collect()
             .await;

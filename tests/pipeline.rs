@@ -670,7 +670,7 @@ async fn dropping_the_pipeline_counts_what_it_held_as_dropped() {
 async fn through_inserts_any_operator_and_the_report_prints_a_table() {
     let pipeline: Pipeline<u32, BoxError> = Pipeline::new(futures::stream::iter(1..=20_u32))
         .stage(Stage::new("parse").workers(2), |n| async move { Ok(n) })
-        .through(|s| s.rate_limit(Rate::per_second(100_000).burst(100)))
+        .through(|s| s.map(|n| n * 10))
         .stage(Stage::new("store").workers(2).unordered(), |n| async move {
             Ok(n)
         });
@@ -682,4 +682,67 @@ async fn through_inserts_any_operator_and_the_report_prints_a_table() {
         "{table}"
     );
     assert_eq!(report.stages[1].items_out, 20);
+    assert_eq!(report.stages[1].items_in, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_drains_the_pipeline_then_reports() {
+    let shutdown = Shutdown::new();
+    let source = futures::stream::iter(0..u32::MAX)
+        .then(|n| async move {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            n
+        })
+        .close_on(&shutdown);
+    let pipeline: Pipeline<u32, BoxError> = Pipeline::new(source)
+        .context(shutdown.context())
+        .stage(
+            Stage::new("handle").workers(4).unordered(),
+            |n| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(n)
+            },
+        )
+        .stage("store", |n| async move { Ok(n) });
+    let stats = pipeline.stats();
+    let run = shutdown.spawn("pipeline", pipeline.run());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    shutdown.trigger();
+    let report = within("shutdown", shutdown.wait(Duration::from_secs(10))).await;
+    assert!(report.is_clean(), "{report}");
+    let pipeline_report = run.await.unwrap().unwrap();
+    assert_eq!(pipeline_report.outcome, Outcome::Completed);
+    let handle = &pipeline_report.stages[0];
+    assert!(handle.items_in > 0);
+    assert_eq!(handle.items_in, handle.items_out, "{pipeline_report}");
+    assert_eq!(pipeline_report.stages[1].items_out, handle.items_in);
+    assert_eq!(stats.report(), pipeline_report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_past_its_grace_stops_the_pipeline_with_the_context_error() {
+    let shutdown = Shutdown::new();
+    let pipeline: Pipeline<u32, ContextError> = Pipeline::new(futures::stream::iter(0..u32::MAX))
+        .context(shutdown.context())
+        .stage(Stage::new("stuck").workers(2), |n| async move {
+            std::future::pending::<()>().await; // never finishes its items
+            Ok(n)
+        });
+    let stats = pipeline.stats();
+    let run = shutdown.spawn("pipeline", pipeline.run());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    shutdown.trigger();
+    let report = within("shutdown", shutdown.wait(Duration::from_millis(50))).await;
+    assert_eq!(report.aborted(), ["pipeline"], "{report}");
+    // Cancelled at the abort phase, the pipeline ends on its own with the
+    // context's error (or, if it was too slow to react, it was aborted).
+    match run.await {
+        Ok(result) => assert_eq!(result.unwrap_err(), ContextError::Cancelled),
+        Err(aborted) => assert!(aborted.is_cancelled()),
+    }
+    tasks_settle(0).await;
+    let stuck = stats.stage("stuck").unwrap();
+    assert!(stuck.items_in > 0);
+    assert_eq!(stuck.dropped, stuck.items_in, "{stuck:?}");
+    assert_eq!(stuck.in_flight, 0);
 }

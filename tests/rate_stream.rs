@@ -402,3 +402,27 @@ async fn a_stream_abandoned_mid_wait_holds_up_the_others_only_briefly() {
     plain.expect("must not wait for ever").unwrap();
     assert_eq!(start.elapsed(), 300 * MS);
 }
+
+/// Key functions take one closure kind everywhere (`Fn(&T) -> K + Send +
+/// Sync + 'static`): the very same closure value serves `partition`,
+/// `partition_with` and `rate_limit_by`.
+#[tokio::test(start_paused = true)]
+async fn one_key_function_serves_every_keyed_operator() {
+    let by_user = |order: &(&'static str, u32)| order.0;
+    let orders = || stream::iter([("ann", 1), ("bob", 2), ("ann", 3)]);
+
+    let lanes = orders().partition(2, by_user);
+    let routed: usize = futures::future::join_all(lanes.into_iter().map(|l| l.count()))
+        .await
+        .into_iter()
+        .sum();
+    assert_eq!(routed, 3);
+    let lanes = orders().partition_with(2, 1, by_user);
+    assert_eq!(lanes.len(), 2);
+    let passed: Vec<_> = orders()
+        .rate_limit_by(by_user, Rate::per_second(1))
+        .drop_over_quota()
+        .collect()
+        .await;
+    assert_eq!(passed, [("ann", 1), ("bob", 2)]);
+}

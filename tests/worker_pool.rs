@@ -697,51 +697,6 @@ async fn a_new_job_wakes_an_idle_worker_never_a_busy_one() {
     within("the long job", first).await.unwrap();
 }
 
-/// Collects what a `fmt` subscriber writes.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn jobs_log_inside_a_span_naming_the_pool_and_the_worker() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        // Other tests in this binary may have hit the worker span's callsite
-        // with no subscriber and cached "never"; recompute with this one.
-        tracing::callsite::rebuild_interest_cache();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let pool = WorkerPool::new(Workers::new(1).name("thumbnails"));
-            let job = async { tracing::info!("resizing") };
-            let handle = pool.submit(job).await.unwrap();
-            within("the logging job", handle).await.unwrap();
-        });
-    });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("worker{pool=thumbnails worker=0}: ") && logs.contains("resizing"),
-        "{logs}"
-    );
-}
-
 #[tokio::test]
 async fn pool_handles_and_submissions_can_move_between_tasks() {
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
@@ -896,4 +851,28 @@ async fn a_huge_buffer_allocates_nothing_up_front() {
     let pool = WorkerPool::new(Workers::new(1).buffer(1 << 40));
     let job = pool.submit(async { 1 }).await.unwrap();
     assert_eq!(within("the job", job).await.unwrap(), 1);
+}
+
+/// The defect: `pool.submit(fut).await?` into a `Box<dyn Error + Send + Sync>`
+/// did not compile, because `Rejected<F>` was not `Sync` for a boxed
+/// `dyn Future + Send` job. This is a compile check first, then a run.
+#[tokio::test]
+async fn a_rejected_boxed_job_converts_into_a_boxed_error_with_question_mark() {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    type Job = std::pin::Pin<Box<dyn Future<Output = u32> + Send>>;
+    fn assert_error_send_sync<E: std::error::Error + Send + Sync + 'static>() {}
+    assert_error_send_sync::<tokio_conc::pool::Rejected<Job>>();
+
+    async fn run(pool: &WorkerPool, job: Job) -> Result<u32, BoxError> {
+        let handle = pool.submit(job).await?;
+        Ok(handle.await?)
+    }
+    let pool = WorkerPool::new(1);
+    assert_eq!(run(&pool, Box::pin(async { 3 })).await.unwrap(), 3);
+    pool.close();
+    let err = run(&pool, Box::pin(async { 4 })).await.unwrap_err();
+    let rejected = err
+        .downcast_ref::<tokio_conc::pool::Rejected<Job>>()
+        .expect("the rejection itself");
+    assert_eq!(rejected.reason(), &RejectReason::Closed);
 }

@@ -25,6 +25,10 @@ pub(super) trait BatchedState<T> {
         false
     }
 
+    /// Bounds on how many items branch `slot` will still get beyond its
+    /// batch, if no context stops the operator: `Stream::size_hint` for it.
+    fn hint(&mut self, slot: usize) -> (usize, Option<usize>);
+
     /// Moves branch `slot`'s whole buffer into its (empty) batch.
     fn take_batch(&mut self, slot: usize, batch: &mut VecDeque<T>, batched: &AtomicUsize) {
         if let Some(buffer) = self.buffer(slot) {
@@ -196,6 +200,27 @@ impl<T, S: BatchedState<T>> BatchedBranch<T, S> {
         let state = self.hub.state.lock();
         let buffered = state.map_or(0, |mut s| s.buffer(self.slot).map_or(0, |b| b.len()));
         buffered + self.batch.len()
+    }
+
+    /// `Stream::size_hint`: the batch, plus what the operator says; nothing
+    /// promised while a context could stop the operator and drop it all.
+    pub(super) fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.done {
+            return (0, Some(0));
+        }
+        // Poisoned: the source panicked; this branch panics at its next poll.
+        let Ok(mut state) = self.hub.state.lock() else {
+            return (0, None);
+        };
+        let (lower, upper) = state.hint(self.slot);
+        drop(state);
+        let batched = self.batch.len();
+        let lower = if self.hub.cancel_hint.is_some() {
+            0
+        } else {
+            lower.saturating_add(batched)
+        };
+        (lower, upper.and_then(|upper| upper.checked_add(batched)))
     }
 
     pub(super) fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -172,6 +172,29 @@ impl<T> Stream for Branch<T> {
             }
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.hint()
+    }
+}
+
+impl<T> Branch<T> {
+    /// At most what the source has left (any of it may go to another
+    /// branch); nothing is promised.
+    fn hint(&self) -> (usize, Option<usize>) {
+        if self.done {
+            return (0, Some(0));
+        }
+        // Another branch polling the source, or a poisoned lock: unknown.
+        let Ok(state) = self.shared.state.try_lock() else {
+            return (0, None);
+        };
+        let upper = state
+            .source
+            .as_ref()
+            .map_or(Some(0), |source| source.size_hint().1);
+        (0, upper)
+    }
 }
 
 impl<T> FusedStream for Branch<T> {

@@ -49,6 +49,10 @@ impl Branches {
     /// passes) every branch ends at its next poll, parked branches are woken,
     /// buffered items are dropped and so is the source.
     ///
+    /// Without it, the branches bind to the context current where the
+    /// operator is built, if any: the crate's one
+    /// [context rule](crate#contexts-one-rule).
+    ///
     /// ```
     /// use futures::StreamExt;
     /// use tokio_conc::fan_out::Branches;
@@ -77,7 +81,8 @@ impl Branches {
         self.count
     }
 
-    /// The context the branches are bound to, if any.
+    /// The context set with [`context`](Self::context), if any. (Without one,
+    /// the operator binds to [`TaskContext::current`] when it is built.)
     ///
     /// ```
     /// assert!(tokio_conc::fan_out::Branches::new(2).task_context().is_none());
@@ -86,10 +91,11 @@ impl Branches {
         self.context.as_ref()
     }
 
-    /// A watch on the context, if any, that wakes `parked` on cancellation.
+    /// A watch on the context the branches bind to — the one set with
+    /// [`context`](Self::context), else the one current now, at the
+    /// operator's construction — that wakes `parked` on cancellation.
     pub(super) fn cancel_watch(&self, parked: &Waker) -> Option<CancelWatch> {
-        self.context
-            .as_ref()
+        crate::internal::ambient_context(self.context.as_ref())
             .map(|ctx| CancelWatch::new(ctx.token(), parked.clone()))
     }
 }

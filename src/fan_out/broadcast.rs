@@ -117,6 +117,19 @@ impl<T> BatchedState<T> for State<T> {
     fn buffer(&mut self, slot: usize) -> Option<&mut VecDeque<T>> {
         self.buffers[slot].as_mut()
     }
+
+    /// Its buffer, and every item the source has left.
+    fn hint(&mut self, slot: usize) -> (usize, Option<usize>) {
+        let buffered = self.buffers[slot].as_ref().map_or(0, VecDeque::len);
+        let (lower, upper) = self
+            .source
+            .as_ref()
+            .map_or((0, Some(0)), |source| source.size_hint());
+        (
+            lower.saturating_add(buffered),
+            upper.and_then(|upper| upper.checked_add(buffered)),
+        )
+    }
 }
 
 impl<T: Clone> State<T> {
@@ -175,6 +188,12 @@ impl<T: Clone> Stream for BroadcastBranch<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.inner.poll_next(cx, OPERATOR, refill)
+    }
+
+    /// What it holds plus what the source has left: every item reaches every
+    /// branch. Nothing is promised while a context could stop it.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 

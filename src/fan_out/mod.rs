@@ -11,10 +11,13 @@
 //! needs an item, under a lock held only for that poll. So there is no task to
 //! leak, and the source is dropped as soon as the last branch is.
 //!
-//! All branches end when the source ends (after emitting what they hold). With a
-//! [`TaskContext`](crate::TaskContext) attached ([`Branches::context`]), cancelling it ends every
-//! branch at its next poll — parked branches are woken for it — and drops the
-//! items still buffered: cancel is abort, not drain.
+//! All branches end when the source ends (after emitting what they hold). Bound
+//! to a [`TaskContext`](crate::TaskContext) — given with [`Branches::context`],
+//! else the one current where the operator is called (the crate's
+//! [context rule](crate#contexts-one-rule)) — cancelling it ends every branch
+//! at its next poll — parked branches are woken for it — and drops the items
+//! still buffered: cancel is abort, not drain. The branches just end; ask
+//! `ctx.err()` why.
 //!
 //! A panic in the source is resumed in the branch that polled it; the other
 //! branches then panic too, at their next poll, rather than hang.

@@ -4,45 +4,17 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::stream::FusedStream;
-use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::buffer::Buffer;
-use super::{Closed, ProducerOutput, Sink, Yielder, closed};
-use crate::context::{ContextError, TaskContext};
+use super::buffer::{Buffer, Link};
+use super::{Closed, Sink, Yielder, closed};
+use crate::context::TaskContext;
 use crate::internal::runtime_handle;
-
-/// The context a running generator may be bound to after it started: the
-/// producer's task and its sends wait on it.
-struct Link {
-    ctx: OnceLock<TaskContext>,
-    attached: Notify,
-}
-
-impl Link {
-    fn err(&self) -> Option<ContextError> {
-        self.ctx.get().and_then(TaskContext::err)
-    }
-
-    /// Completes when a context is attached and cancelled.
-    async fn cancelled(&self) -> ContextError {
-        loop {
-            // Made before the check, so an attach in between still wakes us.
-            let attached = self.attached.notified();
-            if let Some(ctx) = self.ctx.get() {
-                ctx.cancelled().await;
-                return ctx.err().unwrap_or(ContextError::Cancelled);
-            }
-            attached.await;
-        }
-    }
-}
 
 pub(super) struct ChannelSink<T> {
     tx: mpsc::Sender<T>,
@@ -51,13 +23,7 @@ pub(super) struct ChannelSink<T> {
 
 impl<T> ChannelSink<T> {
     pub(super) async fn send(&self, value: T) -> Result<(), Closed> {
-        let Some(ctx) = self.link.ctx.get() else {
-            return match self.tx.send(value).await {
-                Ok(()) => Ok(()),
-                Err(_) => closed(Closed::default()).await,
-            };
-        };
-        if let Some(reason) = ctx.err() {
+        if let Some(reason) = self.link.err() {
             return closed(Closed::cancelled(reason)).await;
         }
         // Room in the buffer: no need to wait on the context as well.
@@ -71,10 +37,7 @@ impl<T> ChannelSink<T> {
         };
         tokio::select! {
             biased;
-            () = ctx.cancelled() => {
-                let reason = ctx.err().unwrap_or(ContextError::Cancelled);
-                closed(Closed::cancelled(reason)).await
-            }
+            reason = self.link.cancelled() => closed(Closed::cancelled(reason)).await,
             sent = self.tx.send(value) => match sent {
                 Ok(()) => Ok(()),
                 Err(_) => closed(Closed::default()).await,
@@ -96,8 +59,6 @@ impl<T> ChannelSink<T> {
 #[must_use = "the producer runs ahead, but its items are lost unless polled"]
 pub struct GenerateAhead<T> {
     buffer: Buffer<T>,
-    link: Arc<Link>,
-    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 /// A generator whose producer runs on its own task, up to `buffer` items
@@ -108,7 +69,13 @@ pub struct GenerateAhead<T> {
 /// `buffer` items wait for the consumer, plus — as in Go — the one the
 /// producer holds in a waiting `send`. The stream ends when the producer
 /// returns and the buffer is drained. A panic in the producer is resumed in
-/// the consumer. Attach a [`TaskContext`] with [`GenerateAhead::context`].
+/// the consumer.
+///
+/// The producer returns `Result<(), Closed>`, as for
+/// [`generate`](super::generate#the-producer). The generator is bound to the
+/// context current where it is built, or to one set with
+/// [`GenerateAhead::context`] (the crate's
+/// [context rule](crate#contexts-one-rule)).
 ///
 /// # Panics
 ///
@@ -117,17 +84,26 @@ pub struct GenerateAhead<T> {
 /// ```
 /// use futures::StreamExt;
 /// use tokio_conc::prelude::*;
-/// use tokio_conc::generator::{Closed, Yielder};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let pages = generate_ahead(4, |y: Yielder<String>| async move {
+/// let pages = generate_ahead(4, |y| async move {
 ///     for n in 1..=3 {
 ///         y.send(format!("page {n}")).await?; // fetched while the consumer works
 ///     }
-///     Ok::<(), Closed>(())
+///     Ok(())
 /// });
 /// assert_eq!(pages.collect::<Vec<_>>().await, ["page 1", "page 2", "page 3"]);
+///
+/// // An endless producer needs no annotation either.
+/// let naturals = generate_ahead(8, |y| async move {
+///     let mut n = 0_u64;
+///     loop {
+///         y.send(n).await?;
+///         n += 1;
+///     }
+/// });
+/// assert_eq!(naturals.take(3).collect::<Vec<_>>().await, [0, 1, 2]);
 /// # }
 /// ```
 ///
@@ -135,17 +111,14 @@ pub struct GenerateAhead<T> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// // panics: generate_ahead: `buffer` must be at least 1, got 0
-/// let _ = tokio_conc::generator::generate_ahead(0, |y: tokio_conc::generator::Yielder<u8>| async move {
-///     let _ = y.send(1).await;
-/// });
+/// let _ = tokio_conc::generator::generate_ahead(0, |y| async move { y.send(1).await });
 /// # }
 /// ```
 pub fn generate_ahead<T, F, Fut>(buffer: usize, producer: F) -> GenerateAhead<T>
 where
     T: Send + 'static,
     F: FnOnce(Yielder<T>) -> Fut,
-    Fut: Future + Send + 'static,
-    Fut::Output: ProducerOutput,
+    Fut: Future<Output = Result<(), Closed>> + Send + 'static,
 {
     assert!(
         buffer > 0,
@@ -153,10 +126,7 @@ where
     );
     let runtime = runtime_handle("generate_ahead");
     let (tx, rx) = mpsc::channel(buffer);
-    let link = Arc::new(Link {
-        ctx: OnceLock::new(),
-        attached: Notify::new(),
-    });
+    let link = Link::new(crate::internal::ambient_context(None));
     let consumer_gone = tx.clone();
     let producer = producer(Yielder {
         sink: Sink::Channel(ChannelSink {
@@ -176,9 +146,7 @@ where
         }
     });
     GenerateAhead {
-        buffer: Buffer::new(rx, task),
-        link,
-        cancelled: None,
+        buffer: Buffer::new(rx, task, link),
     }
 }
 
@@ -186,21 +154,22 @@ impl<T> GenerateAhead<T> {
     /// Binds the running generator to `ctx`: once `ctx` is cancelled (or its
     /// deadline passes), [`send`](Yielder::send) fails with a [`Closed`]
     /// carrying the context's error, the producer's task ends, and the stream
-    /// ends at once, dropping what is still buffered. Attach it right after
-    /// [`generate_ahead`]: it binds sends from then on. Only the first
-    /// context attached counts.
+    /// ends at once, dropping what is still buffered.
+    ///
+    /// It replaces the context inherited where the generator was built (the
+    /// crate's [context rule](crate#contexts-one-rule)) or set before. The
+    /// producer already runs: attach it right after [`generate_ahead`].
     ///
     /// ```
     /// use futures::StreamExt;
     /// use tokio_conc::prelude::*;
-    /// use tokio_conc::generator::Yielder;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let ctx = TaskContext::background();
     /// let (tx, rx) = tokio::sync::oneshot::channel();
-    /// let mut s = generate_ahead(2, |y: Yielder<u32>| async move {
-    ///     let mut n = 0;
+    /// let mut s = generate_ahead(2, |y| async move {
+    ///     let mut n = 0_u32;
     ///     let stop = loop {
     ///         if let Err(closed) = y.send(n).await {
     ///             break closed;
@@ -208,6 +177,7 @@ impl<T> GenerateAhead<T> {
     ///         n += 1;
     ///     };
     ///     let _ = tx.send(stop);
+    ///     Ok(())
     /// })
     /// .context(&ctx);
     /// assert_eq!(s.next().await, Some(0));
@@ -218,25 +188,40 @@ impl<T> GenerateAhead<T> {
     /// # }
     /// ```
     pub fn context(mut self, ctx: &TaskContext) -> Self {
-        if self.link.ctx.set(ctx.clone()).is_ok() {
-            self.link.attached.notify_waiters();
-            self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
-        }
+        self.buffer.bind(ctx);
         self
+    }
+
+    /// The context the generator is bound to: the one set with
+    /// [`context`](Self::context), else the one current where it was built.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let s = generate_ahead(1, |y| async move { y.send(1).await });
+    /// assert!(s.task_context().is_none());
+    /// let ctx = TaskContext::background();
+    /// assert!(s.context(&ctx).task_context().is_some());
+    /// # }
+    /// ```
+    pub fn task_context(&self) -> Option<&TaskContext> {
+        self.buffer.task_context()
     }
 
     /// How many items wait in the buffer.
     ///
     /// ```
     /// use tokio_conc::prelude::*;
-    /// use tokio_conc::generator::Yielder;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let s = generate_ahead(8, |y: Yielder<u8>| async move {
-    ///     for i in 0..3 {
-    ///         let _ = y.send(i).await;
+    /// let s = generate_ahead(8, |y| async move {
+    ///     for i in 0..3_u8 {
+    ///         y.send(i).await?;
     ///     }
+    ///     Ok(())
     /// });
     /// tokio::task::yield_now().await; // let the producer run
     /// assert_eq!(s.buffered_len(), 3);
@@ -251,15 +236,13 @@ impl<T> Stream for GenerateAhead<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let this = &mut *self;
-        if let Some(cancelled) = &mut this.cancelled {
-            if cancelled.as_mut().poll(cx).is_ready() {
-                this.cancelled = None;
-                this.buffer.stop();
-                return Poll::Ready(None);
-            }
-        }
-        this.buffer.poll_next(cx)
+        self.buffer.poll_next(cx)
+    }
+
+    /// The buffered items (none promised while a context could stop the
+    /// stream); no upper bound until it ends.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.buffer.size_hint()
     }
 }
 

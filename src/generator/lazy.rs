@@ -12,7 +12,7 @@ use futures::stream::FusedStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::rendezvous::Rendezvous;
-use super::{Closed, ProducerOutput, Sink, Yielder};
+use super::{Closed, Sink, Yielder};
 use crate::context::{ContextError, TaskContext};
 
 /// What one poll of a lazy generator produced.
@@ -31,6 +31,8 @@ pub(super) enum Step<T, O> {
 /// `StreamExt::next` without pinning by hand.
 pub(super) struct Lazy<T, Fut> {
     producer: Option<Pin<Box<Fut>>>,
+    /// The bound context (also in `slot`, for the yielder's sends).
+    context: Option<TaskContext>,
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     slot: Arc<Rendezvous<T>>,
 }
@@ -38,6 +40,27 @@ pub(super) struct Lazy<T, Fut> {
 impl<T, Fut> Lazy<T, Fut> {
     pub(super) fn is_done(&self) -> bool {
         self.producer.is_none()
+    }
+
+    pub(super) fn task_context(&self) -> Option<&TaskContext> {
+        self.context.as_ref()
+    }
+
+    /// Nothing is known ahead of the producer, except that it has returned.
+    pub(super) fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.is_done() {
+            (0, Some(0))
+        } else {
+            (0, None)
+        }
+    }
+
+    /// Binds to `ctx`, replacing the context bound before (the one inherited
+    /// at construction, or an earlier `.context`).
+    pub(super) fn attach(&mut self, ctx: &TaskContext) {
+        self.slot.set_context(ctx);
+        self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
+        self.context = Some(ctx.clone());
     }
 }
 
@@ -54,19 +77,18 @@ impl<T, Fut: Future> Lazy<T, Fut> {
         let yielder = Yielder {
             sink: Sink::Lazy(Arc::clone(&slot)),
         };
-        Lazy {
-            producer: Some(Box::pin(producer(yielder))),
+        let mut lazy = Lazy {
+            producer: None,
+            context: None,
             cancelled: None,
             slot,
+        };
+        // The crate's one rule: no context given, the current one (if any).
+        if let Some(ctx) = crate::internal::ambient_context(None) {
+            lazy.attach(&ctx);
         }
-    }
-
-    /// Binds to `ctx`, unless a context is bound already: the first one counts.
-    pub(super) fn attach(&mut self, ctx: &TaskContext) {
-        if self.cancelled.is_none() {
-            self.slot.set_context(ctx);
-            self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
-        }
+        lazy.producer = Some(Box::pin(producer(yielder)));
+        lazy
     }
 
     pub(super) fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<T, Fut::Output>>> {
@@ -75,8 +97,11 @@ impl<T, Fut: Future> Lazy<T, Fut> {
         };
         if let Some(cancelled) = &mut self.cancelled {
             if cancelled.as_mut().poll(cx).is_ready() {
-                let ctx = self.slot.context();
-                let reason = ctx.and_then(|c| c.err()).unwrap_or(ContextError::Cancelled);
+                let reason = self
+                    .context
+                    .as_ref()
+                    .and_then(TaskContext::err)
+                    .unwrap_or(ContextError::Cancelled);
                 self.slot.close(Closed::cancelled(reason));
                 // One last poll lets a producer parked in `send` see the
                 // error; whatever it awaits next is dropped with it.
@@ -124,24 +149,43 @@ pub struct Generate<T, Fut> {
 /// stream ends when the producer returns. Dropping the stream drops the
 /// producer wherever it waits.
 ///
-/// The producer returns `()` or `Result<(), Closed>` (see [`ProducerOutput`]).
-/// Attach a [`TaskContext`] with [`Generate::context`]. To let the producer
-/// run ahead on its own task, use [`generate_ahead`](super::generate_ahead).
+/// # The producer
+///
+/// It returns `Result<(), Closed>`, so that `y.send(v).await?` stops it as
+/// soon as nobody listens any more. The natural forms need no annotation: an
+/// endless `loop` of sends, or a `for` loop ending in `Ok(())`. An `Err`
+/// returned by the producer only means it stopped because nobody listened;
+/// the stream ends either way. Producers whose own errors should reach the
+/// consumer use [`try_generate`](super::try_generate).
+///
+/// The generator is bound to the context current where it is built, or to
+/// one set with [`Generate::context`] (the crate's
+/// [context rule](crate#contexts-one-rule)). To let the producer run ahead on
+/// its own task, use [`generate_ahead`](super::generate_ahead).
 ///
 /// ```
 /// use futures::StreamExt;
 /// use tokio_conc::prelude::*;
-/// use tokio_conc::generator::{Closed, Yielder};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let fibonacci = generate(|y: Yielder<u64>| async move {
-///     let (mut a, mut b) = (0, 1);
+/// // Go: for i := 0; ; i++ { ch <- i }
+/// let naturals = generate(|y| async move {
+///     let mut i = 0_u64;
+///     loop {
+///         y.send(i).await?; // stops here once the consumer is gone
+///         i += 1;
+///     }
+/// });
+/// assert_eq!(naturals.take(4).collect::<Vec<_>>().await, [0, 1, 2, 3]);
+///
+/// let fibonacci = generate(|y| async move {
+///     let (mut a, mut b) = (0_u64, 1);
 ///     while a < u64::MAX / 2 {
-///         y.send(a).await?; // stops here once the consumer is gone
+///         y.send(a).await?;
 ///         (a, b) = (b, a + b);
 ///     }
-///     Ok::<(), Closed>(())
+///     Ok(())
 /// });
 /// let first: Vec<u64> = fibonacci.take(7).collect().await;
 /// assert_eq!(first, [0, 1, 1, 2, 3, 5, 8]);
@@ -150,8 +194,7 @@ pub struct Generate<T, Fut> {
 pub fn generate<T, F, Fut>(producer: F) -> Generate<T, Fut>
 where
     F: FnOnce(Yielder<T>) -> Fut,
-    Fut: Future,
-    Fut::Output: ProducerOutput,
+    Fut: Future<Output = Result<(), Closed>>,
 {
     Generate {
         inner: Lazy::new(producer),
@@ -162,19 +205,22 @@ impl<T, Fut: Future> Generate<T, Fut> {
     /// Binds the generator to `ctx`: once `ctx` is cancelled (or its deadline
     /// passes), [`send`](Yielder::send) fails with a [`Closed`] carrying the
     /// context's error and the stream ends at once, even if the producer is
-    /// waiting on something else. Only the first context attached counts.
+    /// waiting on something else. Ask `ctx.err()` why it ended.
+    ///
+    /// It replaces the context inherited where the generator was built (the
+    /// crate's [context rule](crate#contexts-one-rule)) or set before.
     ///
     /// ```
     /// use futures::StreamExt;
     /// use tokio_conc::prelude::*;
-    /// use tokio_conc::generator::Yielder;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let ctx = TaskContext::background();
-    /// let mut ticks = generate(|y: Yielder<u32>| async move {
-    ///     let mut n = 0;
-    ///     while y.send(n).await.is_ok() {
+    /// let mut ticks = generate(|y| async move {
+    ///     let mut n = 0_u32;
+    ///     loop {
+    ///         y.send(n).await?;
     ///         n += 1;
     ///     }
     /// })
@@ -188,12 +234,28 @@ impl<T, Fut: Future> Generate<T, Fut> {
         self.inner.attach(ctx);
         self
     }
+
+    /// The context the generator is bound to: the one set with
+    /// [`context`](Self::context), else the one current where it was built.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = TaskContext::background();
+    /// let g = ctx.scope(async { generate(|y| async move { y.send(1).await }) }).await;
+    /// assert!(g.task_context().is_some(), "inherited from the scope");
+    /// # }
+    /// ```
+    pub fn task_context(&self) -> Option<&TaskContext> {
+        self.inner.task_context()
+    }
 }
 
 impl<T, Fut> Stream for Generate<T, Fut>
 where
-    Fut: Future,
-    Fut::Output: ProducerOutput,
+    Fut: Future<Output = Result<(), Closed>>,
 {
     type Item = T;
 
@@ -203,12 +265,15 @@ where
             Some(Step::Returned(_) | Step::Cancelled) | None => Poll::Ready(None),
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
 }
 
 impl<T, Fut> FusedStream for Generate<T, Fut>
 where
-    Fut: Future,
-    Fut::Output: ProducerOutput,
+    Fut: Future<Output = Result<(), Closed>>,
 {
     fn is_terminated(&self) -> bool {
         self.inner.is_done()

@@ -12,11 +12,12 @@
 //!
 //! # The producer's return type
 //!
-//! A producer for [`generate`] and [`generate_ahead`] returns `()` or
-//! `Result<(), Closed>` (see [`ProducerOutput`]); the latter lets it write
-//! `y.send(v).await?`, which stops it as soon as nobody listens any more. A
-//! producer for [`try_generate`] returns `Result<(), E>`: an `Err` becomes the
-//! stream's last item.
+//! A producer for [`generate`] and [`generate_ahead`] returns
+//! `Result<(), Closed>`: it writes `y.send(v).await?`, which stops it as soon
+//! as nobody listens any more, and needs no type annotation — an endless
+//! `loop { y.send(v).await?; }` and a `for` loop ending in `Ok(())` both
+//! infer. A producer for [`try_generate`] returns `Result<(), E>`: an `Err`
+//! becomes the stream's last item.
 //!
 //! # Stopping: Go's `done` channel, for free
 //!
@@ -25,22 +26,24 @@
 //!   waiting in [`send`](Yielder::send) gets [`Err(Closed)`](Closed), gets to
 //!   run up to its next `.await`, and its task then ends — it never outlives
 //!   the stream.
-//! * A [`TaskContext`](crate::TaskContext) attached with `.context(&ctx)` is
+//! * The [`TaskContext`](crate::TaskContext) the generator is bound to is
 //!   cancelled: `send` fails with a [`Closed`] carrying the context's error and
-//!   the stream ends at once.
+//!   the stream ends at once. That is the context given with `.context(&ctx)`,
+//!   else the one current where the generator was built (the crate's
+//!   [context rule](crate#contexts-one-rule)).
 //! * The producer returns: the stream ends after the items already sent.
 //!
 //! ```
 //! use futures::StreamExt;
-//! use tokio_conc::generator::{generate, Closed, Yielder};
+//! use tokio_conc::generator::generate;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let squares = generate(|y: Yielder<u64>| async move {
-//!     for i in 1.. {
+//! let squares = generate(|y| async move {
+//!     for i in 1_u64.. {
 //!         y.send(i * i).await?;
 //!     }
-//!     Ok::<(), Closed>(())
+//!     Ok(())
 //! });
 //! let first: Vec<u64> = squares.take(4).collect().await;
 //! assert_eq!(first, [1, 4, 9, 16]);
@@ -102,9 +105,10 @@ impl Closed {
     /// let (tx, rx) = tokio::sync::oneshot::channel();
     /// let canceller = ctx.clone();
     /// let mut numbers = generate(move |y: Yielder<u32>| async move {
-    ///     y.send(1).await.unwrap();
+    ///     y.send(1).await?;
     ///     canceller.cancel();
     ///     let _ = tx.send(y.send(2).await);
+    ///     Ok(())
     /// })
     /// .context(&ctx);
     /// assert_eq!(numbers.next().await, Some(1));
@@ -133,38 +137,6 @@ impl Error for Closed {
     }
 }
 
-/// What a [`generate`] or [`generate_ahead`] producer may return: `()`, or
-/// `Result<(), Closed>` so that `y.send(v).await?` works. Either way the
-/// stream ends when the producer returns; an `Err(Closed)` only means the
-/// producer stopped because nobody listened any more.
-///
-/// Sealed: producers whose own errors should reach the consumer use
-/// [`try_generate`].
-///
-/// ```
-/// use futures::StreamExt;
-/// use tokio_conc::generator::{generate, Yielder};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// // A producer returning `()` ignores whether anyone listens.
-/// let s = generate(|y: Yielder<&str>| async move {
-///     let _ = y.send("only").await;
-/// });
-/// assert_eq!(s.collect::<Vec<_>>().await, ["only"]);
-/// # }
-/// ```
-pub trait ProducerOutput: sealed::Sealed {}
-
-impl ProducerOutput for () {}
-impl ProducerOutput for Result<(), Closed> {}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for () {}
-    impl Sealed for Result<(), super::Closed> {}
-}
-
 /// The producer's handle: [`send`](Yielder::send) hands the consumer one item.
 ///
 /// A generator gets exactly one `Yielder`. It is `Send`, so the producer may
@@ -173,7 +145,7 @@ mod sealed {
 ///
 /// ```
 /// use futures::StreamExt;
-/// use tokio_conc::generator::{generate, Closed, Yielder};
+/// use tokio_conc::generator::{generate, Yielder};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -181,7 +153,7 @@ mod sealed {
 ///     for w in ["go", "rust"] {
 ///         y.send(w.to_uppercase()).await?;
 ///     }
-///     Ok::<_, Closed>(())
+///     Ok(())
 /// });
 /// assert_eq!(words.collect::<Vec<_>>().await, ["GO", "RUST"]);
 /// # }
@@ -217,8 +189,9 @@ impl<T> Yielder<T> {
     /// # async fn main() {
     /// let (tx, rx) = tokio::sync::oneshot::channel();
     /// let mut s = generate_ahead(1, |y: Yielder<u8>| async move {
-    ///     y.send(1).await.unwrap(); // buffered
+    ///     y.send(1).await?; // buffered
     ///     let _ = tx.send(y.send(2).await); // waits: the buffer is full
+    ///     Ok(())
     /// });
     /// assert_eq!(s.next().await, Some(1));
     /// drop(s);
@@ -246,6 +219,7 @@ impl<T> Yielder<T> {
     /// # async fn main() {
     /// let s = generate(|y: Yielder<u8>| async move {
     ///     assert!(!y.is_closed());
+    ///     Ok(())
     /// });
     /// assert_eq!(s.count().await, 0);
     /// # }

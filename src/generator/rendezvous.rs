@@ -54,10 +54,6 @@ impl<T> Rendezvous<T> {
         self.lock().context = Some(ctx.clone());
     }
 
-    pub(super) fn context(&self) -> Option<TaskContext> {
-        self.lock().context.clone()
-    }
-
     pub(super) fn is_closed(&self) -> bool {
         let state = self.lock();
         state.closed.is_some()

@@ -28,8 +28,14 @@ pub struct TryGenerate<T, E, Fut> {
 ///
 /// [`send`](Yielder::send) fails with [`Closed`](super::Closed); a producer can stop quietly
 /// on it (`return Ok(())`), or use `?` if `E: From<Closed>` (true of
-/// `Box<dyn Error>` and `anyhow::Error`). Once the consumer is gone or the
-/// context is cancelled the stream has ended, so such an error goes nowhere.
+/// `Box<dyn Error + Send + Sync>` and `anyhow::Error`). Once the consumer is
+/// gone or the context is cancelled the stream has ended, so such an error
+/// goes nowhere. The producer's output is `Result<(), E>` from the signature,
+/// so an endless `loop` of sends needs no annotation beyond what names `E`.
+///
+/// The generator is bound to the context current where it is built, or to
+/// one set with [`TryGenerate::context`] (the crate's
+/// [context rule](crate#contexts-one-rule)).
 ///
 /// ```
 /// use futures::StreamExt;
@@ -48,6 +54,18 @@ pub struct TryGenerate<T, E, Fut> {
 /// });
 /// let all: Vec<Result<u32, String>> = lines.collect().await;
 /// assert_eq!(all, [Ok(1), Ok(2), Err("bad number \"x\"".to_string())]);
+///
+/// // Endless, with `?` on every send: the error type names `E`.
+/// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// let ticks = try_generate(|y| async move {
+///     let mut i = 0_u32;
+///     loop {
+///         y.send(i).await?;
+///         i += 1;
+///     }
+/// });
+/// let first: Vec<Result<u32, BoxError>> = ticks.take(2).collect().await;
+/// assert_eq!(first.len(), 2);
 /// # }
 /// ```
 pub fn try_generate<T, E, F, Fut>(producer: F) -> TryGenerate<T, E, Fut>
@@ -62,9 +80,10 @@ where
 }
 
 impl<T, E, Fut: Future> TryGenerate<T, E, Fut> {
-    /// Binds the generator to `ctx`, as [`Generate::context`](super::Generate::context) does. After a
-    /// cancellation the stream ends without an `Err` item: the consumer
-    /// cancelled, it knows why.
+    /// Binds the generator to `ctx`, as [`Generate::context`](super::Generate::context) does,
+    /// replacing the context inherited where it was built (the crate's
+    /// [context rule](crate#contexts-one-rule)). After a cancellation the
+    /// stream ends without an `Err` item: ask `ctx.err()` why.
     ///
     /// ```
     /// use futures::StreamExt;
@@ -86,6 +105,20 @@ impl<T, E, Fut: Future> TryGenerate<T, E, Fut> {
         self.inner.attach(ctx);
         self
     }
+
+    /// The context the generator is bound to: the one set with
+    /// [`context`](Self::context), else the one current where it was built.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    /// use tokio_conc::generator::Closed;
+    ///
+    /// let g = try_generate(|y| async move { y.send(1).await.map_err(|_: Closed| "closed") });
+    /// assert!(g.task_context().is_none());
+    /// ```
+    pub fn task_context(&self) -> Option<&TaskContext> {
+        self.inner.task_context()
+    }
 }
 
 impl<T, E, Fut> Stream for TryGenerate<T, E, Fut>
@@ -100,6 +133,10 @@ where
             Some(Step::Returned(Err(error))) => Poll::Ready(Some(Err(error))),
             Some(Step::Returned(Ok(())) | Step::Cancelled) | None => Poll::Ready(None),
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 

@@ -7,6 +7,15 @@ pub(crate) mod reorder;
 pub(crate) mod wake_counter;
 pub(crate) mod waker_set;
 
+use crate::context::TaskContext;
+
+/// The context an operator or type binds to: the one given explicitly, else
+/// the one current where it is built ([`TaskContext::current`]), else none.
+/// The one rule every operator follows: see the crate docs, "Contexts".
+pub(crate) fn ambient_context(explicit: Option<&TaskContext>) -> Option<TaskContext> {
+    explicit.cloned().or_else(TaskContext::current)
+}
+
 /// The current runtime's handle, or a panic naming `operator`: spawning
 /// operators need a runtime and should say which one was misused.
 pub(crate) fn runtime_handle(operator: &str) -> tokio::runtime::Handle {

@@ -81,8 +81,10 @@
 //! stage's pool is bound to it. So:
 //!
 //! * **Close** — the source ends: every stage finishes what it holds and the
-//!   pipeline ends ([`Outcome::Completed`]). A source made to end on a signal
-//!   (a shutdown's drain) drains the whole pipeline this way.
+//!   pipeline ends ([`Outcome::Completed`]). A source made to end on a
+//!   [`Shutdown`](crate::shutdown::Shutdown)'s drain
+//!   ([`close_on`](crate::ConcurrentStreamExt::close_on)) drains the whole
+//!   pipeline this way.
 //! * **Cancel** — the parent context is cancelled or its deadline passes:
 //!   every stage stops at once, and the pipeline's last item is
 //!   `Err(E::from(ContextError))` ([`Outcome::Stopped`]): a stopped run is
@@ -92,6 +94,37 @@
 //!   ([`Outcome::Failed`]).
 //! * **Drop** — dropping the pipeline aborts every stage's tasks.
 //! * **Panic** — a panic in a stage's function is resumed in the consumer.
+//!
+//! Under a [`Shutdown`](crate::shutdown::Shutdown): close the source on its
+//! drain, bind the pipeline to its context (cancelled when the grace period
+//! is over) and run it as one of its tasks:
+//!
+//! ```
+//! use std::time::Duration;
+//! use futures::StreamExt;
+//! use tokio_conc::pipeline::Outcome;
+//! use tokio_conc::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let shutdown = Shutdown::new(); // a service adds .on_signals()
+//! let requests = futures::stream::iter(0..)
+//!     .then(|n| async move { tokio::time::sleep(Duration::from_millis(10)).await; n })
+//!     .close_on(&shutdown);
+//! let pipeline = Pipeline::new(requests)
+//!     .context(shutdown.context())
+//!     .stage(Stage::new("handle").workers(4), |n: u64| async move { Ok::<_, ContextError>(n) });
+//! let stats = pipeline.stats();
+//! shutdown.spawn("pipeline", pipeline.run());
+//! tokio::time::sleep(Duration::from_millis(95)).await;
+//! shutdown.trigger();
+//! let report = shutdown.wait(Duration::from_secs(5)).await;
+//! assert!(report.is_clean(), "drained within the grace period");
+//! let handle = &stats.report().stages[0];
+//! assert_eq!(handle.items_in, handle.items_out, "nothing in flight was lost");
+//! assert_eq!(stats.report().outcome, Outcome::Completed);
+//! # }
+//! ```
 //!
 //! # Tracing
 //!
@@ -187,7 +220,7 @@ where
             build: Some(Box::new(move |_: &TaskContext| source.boxed())),
             running: None,
             context: None,
-            ambient: TaskContext::current(),
+            ambient: crate::internal::ambient_context(None),
             run_ctx: None,
             slot: Arc::new(Mutex::new(None)),
             stats: PipelineStats::new(),

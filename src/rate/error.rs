@@ -75,6 +75,34 @@ impl RateLimitError {
         }
     }
 
+    /// The context's error, for [`Context`](Self::Context): the context
+    /// stopped the wait. Every error of the crate that a context can cause
+    /// says so through a `context_error()` like this one (see the crate docs,
+    /// "Contexts"). [`WouldExceedDeadline`](Self::WouldExceedDeadline) gives
+    /// `None`: the context is still running; the wait was refused because it
+    /// could not end in time.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let ctx = TaskContext::background();
+    /// let limiter = RateLimiter::new(Rate::per_second(1)).context(&ctx);
+    /// limiter.check().unwrap();
+    /// assert_eq!(limiter.check().unwrap_err().context_error(), None, "over quota");
+    /// ctx.cancel();
+    /// let err = limiter.until_ready().await.unwrap_err();
+    /// assert_eq!(err.context_error(), Some(&ContextError::Cancelled));
+    /// # }
+    /// ```
+    pub fn context_error(&self) -> Option<&ContextError> {
+        match self {
+            RateLimitError::Context(err) => Some(err),
+            _ => None,
+        }
+    }
+
     pub(crate) fn over_quota(not_until: NotUntil<TokioInstant>) -> Self {
         RateLimitError::OverQuota {
             ready_at: not_until.earliest_possible().instant(),

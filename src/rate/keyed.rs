@@ -62,7 +62,10 @@ pub struct KeyedRateLimiter<K: Hash + Eq + Clone> {
 }
 
 impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
-    /// A keyed limiter giving every key `rate`.
+    /// A keyed limiter giving every key `rate`. Built where a
+    /// [`TaskContext`] is current, it is bound to it (the crate's
+    /// [context rule](crate#contexts-one-rule)); [`context`](Self::context)
+    /// sets another.
     ///
     /// ```
     /// use tokio_conc::rate::{KeyedRateLimiter, Rate};
@@ -81,11 +84,13 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
                 prune_period: rate.refill_time().max(MIN_PRUNE_PERIOD),
                 next_prune: AtomicU64::new(0),
             }),
-            context: None,
+            // The crate's one context rule: the current one, if any.
+            context: crate::internal::ambient_context(None),
         }
     }
 
-    /// This limiter (the same quotas) with `ctx` attached; see
+    /// This limiter (the same quotas) with `ctx` attached, in place of the one
+    /// it inherited where it was built; see
     /// [`RateLimiter::context`](super::RateLimiter::context).
     ///
     /// ```
@@ -104,7 +109,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         self
     }
 
-    /// The context attached by [`context`](Self::context), if any.
+    /// The context waits through this handle are bound to: the one attached
+    /// by [`context`](Self::context), else the one current where the limiter
+    /// was built, if any.
     ///
     /// ```
     /// use tokio_conc::rate::{KeyedRateLimiter, Rate};

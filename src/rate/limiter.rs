@@ -64,7 +64,10 @@ struct Shared {
 }
 
 impl RateLimiter {
-    /// A limiter for `rate`, with its whole burst available.
+    /// A limiter for `rate`, with its whole burst available. Built where a
+    /// [`TaskContext`] is current, it is bound to it (the crate's
+    /// [context rule](crate#contexts-one-rule)); [`context`](Self::context)
+    /// sets another.
     ///
     /// ```
     /// use tokio_conc::rate::{Rate, RateLimiter};
@@ -83,11 +86,14 @@ impl RateLimiter {
                 turns: Turns::new(&rate),
             }),
             rate,
-            context: None,
+            // The crate's one context rule: the current one, if any.
+            context: crate::internal::ambient_context(None),
         }
     }
 
-    /// This limiter (the same quota) with `ctx` attached: a wait ends with
+    /// This limiter (the same quota) with `ctx` attached, in place of the one
+    /// it inherited where it was built (the crate's
+    /// [context rule](crate#contexts-one-rule)): a wait ends with
     /// [`RateLimitError::Context`] when `ctx` is cancelled, fails at once with
     /// [`RateLimitError::WouldExceedDeadline`] when it could not finish before
     /// `ctx`'s deadline, and a cancelled `ctx` refuses every permit.
@@ -112,7 +118,9 @@ impl RateLimiter {
         self
     }
 
-    /// The context attached by [`context`](Self::context), if any.
+    /// The context waits through this handle are bound to: the one attached
+    /// by [`context`](Self::context), else the one current where the limiter
+    /// was built, if any.
     ///
     /// ```
     /// use tokio_conc::rate::{Rate, RateLimiter};

@@ -1,4 +1,5 @@
-//! Helpers shared by the fan-out suites (`fan_out`, `broadcast`, `partition`).
+//! Helpers shared by the fan-out suites (`fan_out`, `broadcast`, `partition`)
+//! and the task accounting of the lifecycle suites (`shutdown`).
 
 // Each suite uses its own subset.
 #![allow(dead_code)]
@@ -126,6 +127,45 @@ impl WakeCounter {
 
 impl std::task::Wake for WakeCounter {
     fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Task accounting: no task outlives what owns it.
+
+/// The tasks alive on the current runtime.
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Lets the runtime run until `done` holds; fails instead of hanging.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    if timeout(Duration::from_secs(60), wait).await.is_err() {
+        panic!("timed out waiting until {what}");
+    }
+}
+
+/// Awaits `fut`, or fails naming what hung. Under paused time the limit is
+/// simulated, so it only trips once nothing else can happen.
+pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    timeout(Duration::from_secs(600), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// Counts the drops of the futures it is moved into.
+pub struct DropCount(pub Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -55,6 +55,19 @@ impl<T> BatchedState<T> for State<T> {
         self.lanes[slot].as_mut()
     }
 
+    /// Its buffer and the held item if it is this lane's; at most every item
+    /// the source has left on top.
+    fn hint(&mut self, slot: usize) -> (usize, Option<usize>) {
+        let buffered = self.lanes[slot].as_ref().map_or(0, VecDeque::len);
+        let held = usize::from(matches!(self.held, Some((lane, _)) if lane == slot));
+        let own = buffered + held;
+        let upper = self
+            .source
+            .as_ref()
+            .map_or(Some(0), |source| source.size_hint().1);
+        (own, upper.and_then(|upper| upper.checked_add(own)))
+    }
+
     /// The held item's lane may have taken items (without the lock) since.
     fn unblock(&mut self, batched: &[AtomicUsize]) -> bool {
         self.release_held(batched)

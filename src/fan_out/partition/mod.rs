@@ -66,7 +66,7 @@ pub fn partition<S, K, F>(source: S, n: impl Into<Branches>, key_fn: F) -> Vec<L
 where
     S: Stream + Send + 'static,
     K: Hash,
-    F: FnMut(&S::Item) -> K + Send + 'static,
+    F: Fn(&S::Item) -> K + Send + Sync + 'static,
 {
     partition_with(source, n, DEFAULT_LANE_CAPACITY, key_fn)
 }
@@ -93,12 +93,12 @@ pub fn partition_with<S, K, F>(
     source: S,
     n: impl Into<Branches>,
     capacity: usize,
-    mut key_fn: F,
+    key_fn: F,
 ) -> Vec<Lane<S::Item>>
 where
     S: Stream + Send + 'static,
     K: Hash,
-    F: FnMut(&S::Item) -> K + Send + 'static,
+    F: Fn(&S::Item) -> K + Send + Sync + 'static,
 {
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
@@ -142,6 +142,12 @@ impl<T> Stream for Lane<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.inner.poll_next(cx, OPERATOR, refill)
+    }
+
+    /// What it holds, at least; at most that plus what the source has left.
+    /// Nothing is promised while a context could stop it.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 

@@ -48,7 +48,8 @@ use crate::internal::runtime_handle;
 /// (`par_map` and friends), which batch their hand-offs.
 ///
 /// The pool's context is a [child](TaskContext::child) of the one given with
-/// [`Workers::context`] (or a fresh root): cancelling that context stops the
+/// [`Workers::context`], else of the one current where the pool is built, else
+/// a fresh root (the crate's [context rule](crate#contexts-one-rule)): cancelling that context stops the
 /// pool like [`abort`](Self::abort) does, except that handles report
 /// [`JobError::is_cancelled`] with the context's reason.
 ///
@@ -113,6 +114,11 @@ impl WorkerPool {
     /// `workers.buffer_size()` jobs waiting to start. A `usize` gives that many
     /// workers with the default buffer (twice the count).
     ///
+    /// The pool's [`context`](Self::context) is a child of the one given with
+    /// [`Workers::context`], else of the one current here, else a new root
+    /// (the crate's [context rule](crate#contexts-one-rule)): cancelling that
+    /// context stops the pool as [`abort`](Self::abort) does.
+    ///
     /// # Panics
     ///
     /// Outside a Tokio runtime, and (through [`Workers`]) for 0 workers or a
@@ -131,9 +137,8 @@ impl WorkerPool {
     pub fn new(workers: impl Into<Workers>) -> Self {
         let workers = workers.into();
         let runtime = runtime_handle("WorkerPool::new");
-        let ctx = workers
-            .task_context()
-            .map_or_else(TaskContext::background, TaskContext::child);
+        let ctx = crate::internal::ambient_context(workers.task_context())
+            .map_or_else(TaskContext::background, |ctx| ctx.child());
         let shared = Shared::new(
             ctx,
             workers.buffer_size(),

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::sync::Mutex;
 
 use crate::context::ContextError;
 
@@ -23,6 +24,27 @@ pub enum RejectReason {
     /// caller's current one while [`submit`](super::WorkerPool::submit) waited
     /// for space.
     Cancelled(ContextError),
+}
+
+impl RejectReason {
+    /// The context's error, for [`Cancelled`](Self::Cancelled): every error
+    /// of the crate that a context can cause says so through a
+    /// `context_error()` like this one (see the crate docs, "Contexts").
+    ///
+    /// ```
+    /// use tokio_conc::pool::RejectReason;
+    /// use tokio_conc::ContextError;
+    ///
+    /// let reason = RejectReason::Cancelled(ContextError::DeadlineExceeded);
+    /// assert_eq!(reason.context_error(), Some(&ContextError::DeadlineExceeded));
+    /// assert_eq!(RejectReason::Full.context_error(), None);
+    /// ```
+    pub fn context_error(&self) -> Option<&ContextError> {
+        match self {
+            RejectReason::Cancelled(reason) => Some(reason),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for RejectReason {
@@ -54,14 +76,47 @@ impl fmt::Display for RejectReason {
 /// assert_eq!(rejected.into_job().await, 7, "the job came back and still runs");
 /// # }
 /// ```
+///
+/// `Rejected<F>` is an [`Error`] that is `Send + Sync` whenever the job is
+/// `Send` — even a job that is not `Sync`, such as a
+/// `Pin<Box<dyn Future + Send>>` — so `pool.submit(job).await?` works in a
+/// function returning `Result<_, Box<dyn Error + Send + Sync>>`:
+///
+/// ```
+/// use std::error::Error;
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use tokio_conc::prelude::*;
+///
+/// type Job = Pin<Box<dyn Future<Output = u32> + Send>>;
+///
+/// async fn run(pool: &WorkerPool, job: Job) -> Result<u32, Box<dyn Error + Send + Sync>> {
+///     let handle = pool.submit(job).await?;
+///     Ok(handle.await?)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = WorkerPool::new(1);
+/// assert_eq!(run(&pool, Box::pin(async { 7 })).await.unwrap(), 7);
+/// pool.close();
+/// let err = run(&pool, Box::pin(async { 8 })).await.unwrap_err();
+/// assert_eq!(err.to_string(), "worker pool is closed");
+/// # }
+/// ```
 pub struct Rejected<F> {
     reason: RejectReason,
-    job: F,
+    /// Behind a lock only so that the error is `Sync` for any `Send` job: it
+    /// is never locked but to take the job out.
+    job: Mutex<F>,
 }
 
 impl<F> Rejected<F> {
     pub(super) fn new(reason: RejectReason, job: F) -> Self {
-        Rejected { reason, job }
+        Rejected {
+            reason,
+            job: Mutex::new(job),
+        }
     }
 
     /// Why the job was refused.
@@ -110,7 +165,28 @@ impl<F> Rejected<F> {
     /// # }
     /// ```
     pub fn into_job(self) -> F {
-        self.job
+        // Nothing ever runs while the lock is held, so it cannot be poisoned;
+        // the job is intact either way.
+        self.job.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The context's error, if a cancelled context refused the job — the
+    /// pool's, or the caller's while [`submit`](super::WorkerPool::submit)
+    /// waited for room. See [`RejectReason::context_error`].
+    ///
+    /// ```
+    /// # use tokio_conc::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = TaskContext::background();
+    /// let pool = WorkerPool::new(Workers::new(1).context(&ctx));
+    /// ctx.cancel();
+    /// let rejected = pool.try_submit(async {}).unwrap_err();
+    /// assert_eq!(rejected.context_error(), Some(&ContextError::Cancelled));
+    /// # }
+    /// ```
+    pub fn context_error(&self) -> Option<&ContextError> {
+        self.reason.context_error()
     }
 }
 

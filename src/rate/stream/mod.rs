@@ -29,7 +29,9 @@ pin_project! {
     /// [`drop_over_quota`](Self::drop_over_quota)) or [`Fail`] (set with
     /// [`fail_over_quota`](Self::fail_over_quota); items become `Result`s).
     ///
-    /// With a [`context`](Self::context), the stream ends as soon as the context
+    /// Bound to a context — set with [`context`](Self::context), else its
+    /// limiter's, else the one current where it was built (the crate's
+    /// [context rule](crate#contexts-one-rule)) — the stream ends as soon as the context
     /// is cancelled — also in the middle of a wait, dropping the waiting item —
     /// and a wait that would last past the context's deadline ends the stream at
     /// once instead of sleeping. [`stopped_by`](Self::stopped_by) says why.
@@ -77,7 +79,14 @@ where
     S: Stream,
     G: Gate<S::Item>,
 {
-    pub(crate) fn new(stream: S, gate: G) -> Self {
+    /// A limiter with no context of its own binds the stream to the one
+    /// current here, if any: the crate's one context rule.
+    pub(crate) fn new(stream: S, mut gate: G) -> Self {
+        if gate.task_context().is_none() {
+            if let Some(ctx) = crate::internal::ambient_context(None) {
+                gate.set_context(&ctx);
+            }
+        }
         RateLimit {
             stream,
             gate,
@@ -161,7 +170,11 @@ where
 
     /// Binds the stream to `ctx`: it ends when `ctx` is cancelled (even while
     /// an item waits), and a wait that could not finish before `ctx`'s deadline
-    /// ends it at once. Replaces a context the limiter carried.
+    /// ends it at once; [`stopped_by`](Self::stopped_by) says why.
+    ///
+    /// It replaces the context the stream had: its limiter's, else the one
+    /// current where the stream was built (the crate's
+    /// [context rule](crate#contexts-one-rule)).
     ///
     /// ```
     /// use futures::StreamExt;
@@ -180,6 +193,26 @@ where
         // A watcher made for an earlier context would watch the wrong one.
         self.timer.cancelled = None;
         self
+    }
+
+    /// The context the stream is bound to: the one set with
+    /// [`context`](Self::context), else its limiter's, else the one current
+    /// where the stream was built.
+    ///
+    /// ```
+    /// use tokio_conc::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let s = futures::stream::iter([1]).rate_limit(Rate::per_second(1));
+    /// assert!(s.task_context().is_none());
+    /// let ctx = TaskContext::background();
+    /// let s = ctx.scope(async { futures::stream::iter([1]).rate_limit(Rate::per_second(1)) }).await;
+    /// assert!(s.task_context().is_some(), "inherited from the scope");
+    /// # }
+    /// ```
+    pub fn task_context(&self) -> Option<&TaskContext> {
+        self.gate.task_context()
     }
 
     /// Why the stream ended early, if its context ended it:
@@ -301,7 +334,7 @@ pub(crate) fn keyed<S, K, F>(
 where
     S: Stream,
     K: Hash + Eq + Clone,
-    F: FnMut(&S::Item) -> K,
+    F: Fn(&S::Item) -> K + Send + Sync + 'static,
 {
     RateLimit::new(stream, Keyed::new(limiter, key))
 }
