@@ -525,7 +525,7 @@ async fn the_abort_phase_reaches_generators_bound_to_the_context() {
         loop {
             if let Err(closed) = y.send(1).await {
                 *why.lock().unwrap() = Some((Instant::now(), closed.context_error().cloned()));
-                return;
+                return Ok(());
             }
         }
     })
