@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio_conc::prelude::*;
 
 #[tokio::main]
@@ -17,6 +17,7 @@ async fn main() {
     errgroup().await;
     rate_limit().await;
     fan_out().await;
+    pipeline().await;
     shutdown().await;
 }
 
@@ -200,6 +201,26 @@ async fn par_map() {
             .collect()
             .await;
     println!("   {per_user:?}");
+}
+
+/// Go's pipeline with named stages: live stats and a policy per stage.
+async fn pipeline() {
+    println!("== pipeline: named stages, a bad item skipped and counted, stats at the end");
+    let lines = futures::stream::iter(["4", "8", "fifteen", "16", "23", "42"]);
+    let pipeline: Pipeline<u64, tokio_conc::pipeline::BoxError> = Pipeline::new(lines)
+        .stage(Stage::new("parse").skip_errors(), |line| async move {
+            Ok(line.parse::<u64>()?)
+        })
+        .stage(Stage::new("double").workers(3), |n| async move {
+            tokio::time::sleep(Duration::from_millis(n)).await; // the work
+            Ok(n * 2)
+        });
+    let stats = pipeline.stats(); // readable from any task while it runs
+    let doubled: Vec<u64> = pipeline.try_collect().await.expect("no stage stopped it");
+    println!("   {doubled:?}");
+    for line in stats.report().to_string().lines() {
+        println!("   {line}");
+    }
 }
 
 /// Graceful shutdown: drain, then abort what outlives the grace period.

@@ -3,7 +3,7 @@
 //! | Go | tokio-conc |
 //! |---|---|
 //! | generator: a goroutine sending on a returned channel | [`generate(f)`](generator::generate) (lazy), [`generate_ahead(n, f)`](generator::generate_ahead) / [`s.prefetch(n)`](ConcurrentStreamExt::prefetch) (buffered) |
-//! | pipeline: stages joined by channels | chained [`ConcurrentStreamExt`] operators on any `Stream` |
+//! | pipeline: stages joined by channels | chained [`ConcurrentStreamExt`] operators on any `Stream`; [`Pipeline`](pipeline::Pipeline) for named stages with live stats, skip/stop/retry policies |
 //! | fan-in: many channels merged into one | [`fan_in(streams)`](fan_in::fan_in), [`FanIn::push`](fan_in::FanIn::push) |
 //! | fan-out: several goroutines reading one channel | [`s.fan_out(n)`](ConcurrentStreamExt::fan_out), [`s.broadcast(n, cap)`](ConcurrentStreamExt::broadcast), [`s.partition(n, key)`](ConcurrentStreamExt::partition) |
 //! | worker pool: jobs channel, N goroutines, results channel | [`s.par_map(n, f)`](ConcurrentStreamExt::par_map), [`s.par_map_unordered(n, f)`](ConcurrentStreamExt::par_map_unordered), [`WorkerPool`](pool::WorkerPool) |
@@ -141,6 +141,7 @@ pub mod context;
 pub mod fan_in;
 pub mod fan_out;
 pub mod generator;
+pub mod pipeline;
 pub mod pool;
 #[cfg(feature = "rate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
@@ -173,6 +174,9 @@ pub mod prelude {
     #[cfg(feature = "rate")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
     pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};
+
+    // pipelines
+    pub use crate::pipeline::{Pipeline, Retry, Stage};
 
     // graceful shutdown
     pub use crate::shutdown::{Shutdown, ShutdownReport};
