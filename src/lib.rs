@@ -72,6 +72,7 @@ pub mod fan_in;
 pub mod fan_out;
 pub mod generator;
 pub mod pool;
+pub mod pubsub;
 pub mod rate;
 
 mod ext;
@@ -98,4 +99,7 @@ pub mod prelude {
 
     // rate limiting
     pub use crate::rate::{KeyedRateLimiter, Rate, RateLimiter};
+
+    // pub/sub
+    pub use crate::pubsub::{Received, SlowSubscriber, Subscription, Topic};
 }

@@ -1,0 +1,545 @@
+//! The state every handle of one topic shares, and the protocol between
+//! publishers and subscriptions.
+//!
+//! # Layout
+//!
+//! Every message gets a sequence number, in publish order; `tail` is the next
+//! one. *Ring* subscriptions (Backpressure and DropOldest) read from one shared
+//! ring that stores each message once (sequence numbers `base..tail`); each
+//! copies (clones) what it has not seen yet out of the ring in batches,
+//! following its own `cursor`, and yields the copies without the lock.
+//! *Private* subscriptions (DropNewest and Disconnect) get their clone pushed
+//! into a queue of their own at publish time: what a DropNewest subscription
+//! holds has holes in it, and what a disconnected one holds outlives its place
+//! in the ring, so neither can be a window on the ring.
+//!
+//! # Invariants (under the `core` lock unless said otherwise)
+//!
+//! 1. `ring.len() == tail - base <= capacity`; an empty ring has `base == tail`.
+//! 2. `ring[s - base].pending` is the number of ring subscriptions that have
+//!    still to copy message `s`: those that existed when `s` was published or
+//!    whose replay covered it, less those whose cursor passed `s` and those that
+//!    unsubscribed. A ring subscription is pending on every message from
+//!    `max(cursor, base)` to `tail`.
+//! 3. A message leaves the front of the ring either when nobody is pending on it
+//!    and it is older than the replay window (the last `replay` messages, which
+//!    therefore are always in the ring), or to make room at `capacity`. Only a
+//!    DropOldest subscription can be pending on a message dropped for room (4
+//!    keeps Backpressure ones from falling that far behind); it counts it as
+//!    missed when it next copies (its cursor is behind `base`).
+//! 4. Backpressure: a message is published only while every Backpressure
+//!    subscription has `tail - next < capacity`, where its `next` — the first
+//!    message it has not yielded — is an atomic it advances without the lock.
+//!    `floor` is a lower bound of the smallest such `next`.
+//! 5. A publisher blocked by 4 is at the front of `waiters` and stored `floor`
+//!    in `Shared::wake_at` *before* it last re-read the `next`s; a subscription
+//!    stores its `next` *before* it reads `wake_at` (all `SeqCst`). So either
+//!    the publisher sees the room, or the subscription sees `wake_at` and wakes
+//!    it (Dekker's pattern).
+//! 6. Publishers are served in FIFO order: while `waiters` is not empty only its
+//!    front may publish, and whoever leaves the front wakes the next.
+//! 7. A subscription parks (stores its waker) only under the lock, after
+//!    finding nothing to take; publish, close and abort wake parked
+//!    subscriptions under the same lock, so no wake-up is lost.
+//! 8. Once `end` is [`EndReason::Cancelled`] the ring and every queue are empty
+//!    and stay so; `end` is `Some` exactly when the topic is closed.
+//!
+//! A message's `Clone` and `Drop` run under the lock (copying a batch, dropping
+//! what nobody needs any more): they must not call back into the same topic.
+
+use std::collections::VecDeque;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::SlowSubscriber;
+use super::error::EndReason;
+use super::slab::Slab;
+use crate::context::ContextError;
+
+/// The most messages a subscription copies out of the ring under one lock.
+const BATCH: u64 = 256;
+
+/// Keeps a hot atomic on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(super) struct Padded<A>(A);
+
+impl<A> Deref for Padded<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        &self.0
+    }
+}
+
+/// What all handles of one topic share.
+pub(super) struct Shared<T> {
+    core: Mutex<Core<T>>,
+    pub(super) capacity: usize,
+    /// `core.tail`, for readers without the lock: a DropOldest subscription
+    /// drops what fell `capacity` behind it.
+    pub(super) tail: Padded<AtomicU64>,
+    /// Invariant 5: the message a blocked publisher waits to see yielded;
+    /// `u64::MAX` when none waits.
+    pub(super) wake_at: Padded<AtomicU64>,
+    /// The topic is closed (or aborted): no more messages.
+    pub(super) closed: AtomicBool,
+    /// The topic was aborted by its context: everything held is dropped.
+    pub(super) aborted: AtomicBool,
+    /// Live subscriptions (not dropped, not disconnected).
+    pub(super) subscribers: AtomicUsize,
+    /// How many of the last messages each new subscription gets.
+    pub(super) replay: AtomicUsize,
+    /// Clones of the `Topic` handle; the last one to go closes the topic.
+    pub(super) handles: AtomicUsize,
+    /// The registration with the context's token, if any (see `watch.rs`).
+    pub(super) watch: Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>,
+}
+
+/// A stored message and how many ring subscriptions still have to copy it.
+struct Slot<T> {
+    msg: T,
+    pending: usize,
+}
+
+struct RingEntry {
+    /// Backpressure only: the first message not yielded yet (invariant 4).
+    next: Option<Arc<AtomicU64>>,
+    waker: Option<Waker>,
+}
+
+struct PrivateEntry<T> {
+    queue: VecDeque<(u64, T)>,
+    disconnect: bool,
+    disconnected: bool,
+    missed: u64,
+    waker: Option<Waker>,
+}
+
+/// A publisher waiting for its turn or for room.
+pub(super) struct Waiter {
+    pub(super) id: u64,
+    pub(super) waker: Waker,
+}
+
+/// How a subscription is attached to the topic.
+#[derive(Debug)]
+pub(super) enum Handle {
+    Ring {
+        id: usize,
+        cursor: u64,
+        next: Option<Arc<AtomicU64>>,
+    },
+    Private {
+        id: usize,
+    },
+    /// Subscribed to an aborted topic: never attached.
+    Detached,
+}
+
+/// The state behind the lock.
+pub(super) struct Core<T> {
+    ring: VecDeque<Slot<T>>,
+    base: u64,
+    tail: u64,
+    ring_subs: Slab<RingEntry>,
+    ring_parked: usize,
+    private_subs: Slab<PrivateEntry<T>>,
+    backpressure: usize,
+    floor: u64,
+    pub(super) waiters: VecDeque<Waiter>,
+    pub(super) next_waiter: u64,
+    pub(super) end: Option<EndReason>,
+    pub(super) policy: SlowSubscriber,
+}
+
+/// What a subscription found when it came for more.
+pub(super) enum Took {
+    /// Messages were added to its cache; `skipped` fell out of the ring first.
+    Some { skipped: u64 },
+    /// Nothing yet: it is parked.
+    Parked,
+    /// Nothing ever again; `missed` is its final count (private ones).
+    End { missed: u64 },
+}
+
+impl<T> Shared<T> {
+    pub(super) fn new(capacity: usize) -> Self {
+        Shared {
+            core: Mutex::new(Core {
+                ring: VecDeque::new(),
+                base: 0,
+                tail: 0,
+                ring_subs: Slab::new(),
+                ring_parked: 0,
+                private_subs: Slab::new(),
+                backpressure: 0,
+                floor: 0,
+                waiters: VecDeque::new(),
+                next_waiter: 0,
+                end: None,
+                policy: SlowSubscriber::Backpressure,
+            }),
+            capacity,
+            tail: Padded::default(),
+            wake_at: Padded(AtomicU64::new(u64::MAX)),
+            closed: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            subscribers: AtomicUsize::new(0),
+            replay: AtomicUsize::new(0),
+            handles: AtomicUsize::new(1),
+            watch: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Core<T>> {
+        // A panic under the lock (a message's `Clone`) leaves the state whole:
+        // every step below keeps the invariants before it calls user code.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the topic: no more messages; subscriptions drain, then end.
+    pub(super) fn close(&self) {
+        let mut core = self.lock();
+        if core.end.is_some() {
+            return;
+        }
+        core.end = Some(EndReason::Closed);
+        self.closed.store(true, Ordering::SeqCst);
+        core.wake_everyone();
+    }
+
+    /// Aborts the topic: closes it and drops every message it holds.
+    pub(super) fn abort(&self, reason: ContextError) {
+        let mut core = self.lock();
+        if matches!(core.end, Some(EndReason::Cancelled(_))) {
+            return;
+        }
+        core.end = Some(EndReason::Cancelled(reason));
+        self.closed.store(true, Ordering::SeqCst);
+        self.aborted.store(true, Ordering::SeqCst);
+        let ring = std::mem::take(&mut core.ring);
+        core.base = core.tail;
+        let queues: Vec<_> = core
+            .private_subs
+            .iter_mut()
+            .map(|entry| std::mem::take(&mut entry.queue))
+            .collect();
+        core.wake_everyone();
+        // The messages are dropped after the lock is let go.
+        drop(core);
+        drop((ring, queues));
+    }
+
+    /// A Backpressure subscription yielded message `seq`: wakes the blocked
+    /// publisher if it waited for that (invariant 5).
+    pub(super) fn yielded(&self, next: &AtomicU64, seq: u64) {
+        next.store(seq + 1, Ordering::SeqCst);
+        let mut wake_at = self.wake_at.load(Ordering::SeqCst);
+        while wake_at <= seq {
+            match self.wake_at.compare_exchange(
+                wake_at,
+                u64::MAX,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    self.lock().wake_front_waiter();
+                    return;
+                }
+                Err(now) => wake_at = now,
+            }
+        }
+    }
+
+    /// Detaches a subscription; what it held is dropped by the caller, after
+    /// the lock is let go.
+    pub(super) fn unsubscribe(&self, handle: &Handle) -> Option<VecDeque<(u64, T)>> {
+        let mut core = self.lock();
+        match handle {
+            Handle::Ring { id, cursor, next } => {
+                let entry = core.ring_subs.remove(*id);
+                if entry.waker.is_some() {
+                    core.ring_parked -= 1;
+                }
+                if next.is_some() {
+                    core.backpressure -= 1;
+                }
+                let base = core.base;
+                for seq in (*cursor).max(base)..core.tail {
+                    core.ring[(seq - base) as usize].pending -= 1;
+                }
+                core.pop_unneeded(self.replay.load(Ordering::Relaxed));
+                self.subscribers.fetch_sub(1, Ordering::SeqCst);
+                // A publisher may have waited for this subscription.
+                core.wake_front_waiter();
+                None
+            }
+            Handle::Private { id } => {
+                let entry = core.private_subs.remove(*id);
+                if !entry.disconnected {
+                    self.subscribers.fetch_sub(1, Ordering::SeqCst);
+                }
+                Some(entry.queue)
+            }
+            Handle::Detached => None,
+        }
+    }
+}
+
+impl<T> Core<T> {
+    pub(super) fn wake_front_waiter(&self) {
+        if let Some(front) = self.waiters.front() {
+            front.waker.wake_by_ref();
+        }
+    }
+
+    fn wake_everyone(&mut self) {
+        for waiter in &self.waiters {
+            waiter.waker.wake_by_ref();
+        }
+        self.wake_ring_parked();
+        for entry in self.private_subs.iter_mut() {
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn wake_ring_parked(&mut self) {
+        if self.ring_parked == 0 {
+            return;
+        }
+        for entry in self.ring_subs.iter_mut() {
+            if let Some(waker) = entry.waker.take() {
+                // Waking only schedules the subscription's task.
+                waker.wake();
+            }
+        }
+        self.ring_parked = 0;
+    }
+
+    /// Drops messages from the front that nobody needs (invariant 3).
+    fn pop_unneeded(&mut self, replay: usize) {
+        let keep_from = self.tail.saturating_sub(replay as u64);
+        while self.base < keep_from && self.ring.front().is_some_and(|slot| slot.pending == 0) {
+            self.ring.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Whether every Backpressure subscription has room for one more message.
+    pub(super) fn has_room(&mut self, capacity: usize) -> bool {
+        if self.backpressure == 0 || self.tail - self.floor < capacity as u64 {
+            return true;
+        }
+        self.floor = self
+            .ring_subs
+            .iter()
+            .filter_map(|entry| entry.next.as_ref())
+            .map(|next| next.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(self.tail);
+        self.tail - self.floor < capacity as u64
+    }
+
+    /// [`has_room`](Self::has_room) for a publisher that will wait if not:
+    /// announces what it waits for, then looks again (invariant 5).
+    pub(super) fn room_or_announce(&mut self, shared: &Shared<T>) -> bool {
+        if self.has_room(shared.capacity) {
+            return true;
+        }
+        shared.wake_at.store(self.floor, Ordering::SeqCst);
+        if self.has_room(shared.capacity) {
+            shared.wake_at.store(u64::MAX, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// The final count of a private subscription, or where it stands.
+    pub(super) fn private_missed(&self, id: usize) -> u64 {
+        self.private_subs.get(id).missed
+    }
+
+    /// Why this subscription ends, once it is known.
+    pub(super) fn end_reason(&self, handle: &Handle) -> Option<EndReason> {
+        match handle {
+            Handle::Private { id } if self.private_subs.get(*id).disconnected => {
+                Some(EndReason::Disconnected)
+            }
+            _ => self.end.clone(),
+        }
+    }
+
+    /// Private subscription `id` wants its next message.
+    pub(super) fn take_private(
+        &mut self,
+        id: usize,
+        cache: &mut VecDeque<(u64, T)>,
+        waker: &Waker,
+    ) -> Took {
+        let ended = self.end.is_some();
+        let entry = self.private_subs.get_mut(id);
+        if let Some(item) = entry.queue.pop_front() {
+            cache.push_back(item);
+            return Took::Some { skipped: 0 };
+        }
+        if entry.disconnected || ended {
+            return Took::End {
+                missed: entry.missed,
+            };
+        }
+        park(&mut entry.waker, waker);
+        Took::Parked
+    }
+}
+
+impl<T: Clone> Core<T> {
+    /// Publishes `msg` (the caller checked it may: not closed, its turn, room).
+    /// Returns how many subscriptions received it.
+    pub(super) fn push(&mut self, msg: T, shared: &Shared<T>) -> usize {
+        let seq = self.tail;
+        let capacity = shared.capacity;
+        let mut reached = self.ring_subs.len();
+        for entry in self.private_subs.iter_mut() {
+            if entry.disconnected {
+                continue;
+            }
+            if entry.queue.len() < capacity {
+                entry.queue.push_back((seq, msg.clone()));
+                reached += 1;
+            } else {
+                entry.missed += 1;
+                if !entry.disconnect {
+                    continue;
+                }
+                entry.disconnected = true;
+                shared.subscribers.fetch_sub(1, Ordering::SeqCst);
+            }
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
+            }
+        }
+        self.tail += 1;
+        let replay = shared.replay.load(Ordering::Relaxed);
+        if self.ring_subs.len() > 0 || replay > 0 {
+            if self.ring.len() == capacity {
+                // Invariant 3: only lagging DropOldest subscriptions lose it.
+                self.ring.pop_front();
+                self.base += 1;
+            }
+            self.ring.push_back(Slot {
+                msg,
+                pending: self.ring_subs.len(),
+            });
+            self.pop_unneeded(replay);
+            self.wake_ring_parked();
+        } else {
+            debug_assert!(self.ring.is_empty());
+            self.base = self.tail;
+        }
+        shared.tail.store(self.tail, Ordering::Release);
+        reached
+    }
+
+    /// Attaches a new subscription with `policy`, holding the replay window.
+    /// Returns how it is attached and the first message it will see.
+    pub(super) fn subscribe(
+        &mut self,
+        policy: SlowSubscriber,
+        shared: &Shared<T>,
+    ) -> (Handle, u64) {
+        if matches!(self.end, Some(EndReason::Cancelled(_))) {
+            return (Handle::Detached, self.tail);
+        }
+        let replay = shared.replay.load(Ordering::Relaxed) as u64;
+        let start = self.tail.saturating_sub(replay).max(self.base);
+        let held = (start - self.base) as usize..self.ring.len();
+        shared.subscribers.fetch_add(1, Ordering::SeqCst);
+        let handle = match policy {
+            SlowSubscriber::Backpressure | SlowSubscriber::DropOldest => {
+                self.ring.range_mut(held).for_each(|slot| slot.pending += 1);
+                let next = (policy == SlowSubscriber::Backpressure).then(|| {
+                    if self.backpressure == 0 || start < self.floor {
+                        self.floor = start;
+                    }
+                    self.backpressure += 1;
+                    Arc::new(AtomicU64::new(start))
+                });
+                let id = self.ring_subs.insert(RingEntry {
+                    next: next.clone(),
+                    waker: None,
+                });
+                Handle::Ring {
+                    id,
+                    cursor: start,
+                    next,
+                }
+            }
+            SlowSubscriber::DropNewest | SlowSubscriber::Disconnect => {
+                let queue = self
+                    .ring
+                    .range(held)
+                    .zip(start..)
+                    .map(|(slot, seq)| (seq, slot.msg.clone()))
+                    .collect();
+                let id = self.private_subs.insert(PrivateEntry {
+                    queue,
+                    disconnect: policy == SlowSubscriber::Disconnect,
+                    disconnected: false,
+                    missed: 0,
+                    waker: None,
+                });
+                Handle::Private { id }
+            }
+        };
+        (handle, start)
+    }
+
+    /// Ring subscription `id` copies what it has not seen into `cache`.
+    pub(super) fn take_ring(
+        &mut self,
+        id: usize,
+        cursor: &mut u64,
+        cache: &mut VecDeque<(u64, T)>,
+        waker: &Waker,
+        replay: usize,
+    ) -> Took {
+        let start = (*cursor).max(self.base);
+        let skipped = start - *cursor;
+        *cursor = start;
+        let end = self.tail.min(start + BATCH);
+        for seq in start..end {
+            let slot = &mut self.ring[(seq - self.base) as usize];
+            // Clone first: a panicking `Clone` leaves the state whole.
+            cache.push_back((seq, slot.msg.clone()));
+            slot.pending -= 1;
+            *cursor = seq + 1;
+        }
+        if end > start {
+            self.pop_unneeded(replay);
+            return Took::Some { skipped };
+        }
+        if self.end.is_some() {
+            return Took::End { missed: 0 };
+        }
+        let entry = self.ring_subs.get_mut(id);
+        if entry.waker.is_none() {
+            self.ring_parked += 1;
+        }
+        park(&mut entry.waker, waker);
+        Took::Parked
+    }
+}
+
+fn park(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(old) => old.clone_from(waker),
+        None => *slot = Some(waker.clone()),
+    }
+}
