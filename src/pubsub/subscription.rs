@@ -233,7 +233,7 @@ impl<T> Subscription<T> {
         self.cache.clear();
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
+    fn bounds(&self) -> (usize, Option<usize>) {
         match self.state {
             State::Done => (0, Some(0)),
             _ => (0, None),
@@ -336,7 +336,7 @@ impl<T: Clone> Stream for Subscription<T> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        Subscription::size_hint(self)
+        self.bounds()
     }
 }
 
@@ -423,7 +423,7 @@ impl<T: Clone> Stream for WithGaps<T> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        self.inner.bounds()
     }
 }
 

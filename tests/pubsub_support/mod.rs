@@ -1,0 +1,77 @@
+//! Helpers shared by the pub/sub suites (`pubsub`, `pubsub_model`).
+
+// Each suite uses its own subset.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Long enough that only a hang reaches it.
+pub const LONG: Duration = Duration::from_secs(10);
+
+/// Counts the values of [`Tracked`] made (originals and clones) and dropped.
+#[derive(Debug, Default)]
+pub struct Census {
+    made: AtomicUsize,
+    clones: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Census {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// A new message value.
+    pub fn message(self: &Arc<Self>, id: u32) -> Tracked {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Tracked {
+            id,
+            census: Arc::clone(self),
+        }
+    }
+
+    pub fn clones(&self) -> usize {
+        self.clones.load(Ordering::SeqCst)
+    }
+
+    /// Values made and not dropped yet.
+    pub fn alive(&self) -> usize {
+        self.made.load(Ordering::SeqCst) - self.dropped.load(Ordering::SeqCst)
+    }
+
+    pub fn made(&self) -> usize {
+        self.made.load(Ordering::SeqCst)
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// A message that reports its clones and drops to a [`Census`].
+#[derive(Debug)]
+pub struct Tracked {
+    pub id: u32,
+    census: Arc<Census>,
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        self.census.clones.fetch_add(1, Ordering::SeqCst);
+        self.census.message(self.id)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.census.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl PartialEq for Tracked {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
