@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use pubsub_support::{Census, LONG};
+use pubsub_support::{Census, LONG, alive_tasks, tasks_back_to};
 use tokio::time::timeout;
 use tokio_conc::prelude::*;
 use tokio_conc::pubsub::{EndReason, PublishError, TryPublishError};
@@ -156,7 +156,10 @@ async fn backpressure_waits_for_the_stalled_subscriber_and_loses_nothing() {
         assert_eq!(topic.publish(msg).await, Ok(3));
     }
     drop(topic);
-    assert_eq!(timeout(LONG, reader).await.expect("hung").unwrap(), everything());
+    assert_eq!(
+        timeout(LONG, reader).await.expect("hung").unwrap(),
+        everything()
+    );
     for sub in fast {
         assert_eq!(sub.await.unwrap(), everything());
     }
@@ -188,11 +191,20 @@ fn gaps_are_reported_where_they_happened() {
         drain_ready(&mut oldest.by_ref().take(2)),
         [Received::Missed(3), Received::Message(3)]
     );
-    assert_eq!(drain_ready(&mut newest.by_ref().take(1)), [Received::Message(0)]);
+    assert_eq!(
+        drain_ready(&mut newest.by_ref().take(1)),
+        [Received::Message(0)]
+    );
     publish(5..8); // newest takes 5, drops 6, 7; oldest drops 4 and 5
     use Received::{Message, Missed};
-    assert_eq!(drain_ready(&mut newest), [Message(1), Missed(3), Message(5)]);
-    assert_eq!(drain_ready(&mut oldest), [Missed(2), Message(6), Message(7)]);
+    assert_eq!(
+        drain_ready(&mut newest),
+        [Message(1), Missed(3), Message(5)]
+    );
+    assert_eq!(
+        drain_ready(&mut oldest),
+        [Missed(2), Message(6), Message(7)]
+    );
     publish(8..9);
     topic.close();
     assert_eq!(drain_ready(&mut newest), [Missed(2), Message(8)]);
@@ -236,7 +248,10 @@ async fn every_subscription_sees_one_order_and_each_publishers_own_order() {
         .collect();
     drop(topic);
     for publisher in publishers {
-        timeout(LONG, publisher).await.expect("publisher hung").unwrap();
+        timeout(LONG, publisher)
+            .await
+            .expect("publisher hung")
+            .unwrap();
     }
     let mut orders = Vec::new();
     for sub in subs {
@@ -311,7 +326,10 @@ async fn subscribers_come_and_go_while_many_tasks_publish() {
         })
         .collect();
     for publisher in publishers {
-        timeout(LONG, publisher).await.expect("publisher hung").unwrap();
+        timeout(LONG, publisher)
+            .await
+            .expect("publisher hung")
+            .unwrap();
     }
     done.store(true, Ordering::SeqCst);
     topic.close(); // a churner may be waiting for a message
@@ -411,7 +429,10 @@ async fn close_hands_a_waiting_publisher_its_message_back() {
     });
     tokio::task::yield_now().await;
     topic.close();
-    let outcome = timeout(LONG, waiting).await.expect("publisher hung").unwrap();
+    let outcome = timeout(LONG, waiting)
+        .await
+        .expect("publisher hung")
+        .unwrap();
     assert_eq!(outcome, Err(PublishError("second")));
 }
 
@@ -479,7 +500,12 @@ async fn try_publish_delivers_to_all_or_to_none() {
     // when they read: 2 each for the first two, none of the refused one.
     assert_eq!(census.clones(), 2 * 2);
     assert_eq!(
-        (oldest.missed(), newest.missed(), cut.missed(), cut.end_reason()),
+        (
+            oldest.missed(),
+            newest.missed(),
+            cut.missed(),
+            cut.end_reason()
+        ),
         (0, 0, 0, None)
     );
     drop(refused);
@@ -531,9 +557,7 @@ async fn each_receiver_gets_one_clone_and_a_dropping_one_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_left_after_the_topic_and_subscriptions_drop() {
-    let tasks_before = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks_before = alive_tasks();
     let census = Census::new();
     {
         let ctx = TaskContext::background();
@@ -568,10 +592,7 @@ async fn nothing_is_left_after_the_topic_and_subscriptions_drop() {
     }
     assert_eq!(census.alive(), 0);
     assert_eq!(census.made(), census.dropped());
-    let tasks_after = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
-    assert_eq!(tasks_after, tasks_before);
+    tasks_back_to(tasks_before).await;
 }
 
 #[test]
@@ -604,7 +625,13 @@ async fn cancelling_the_context_aborts_the_topic() {
     });
     tokio::task::yield_now().await;
     ctx.cancel();
-    assert!(timeout(LONG, parked).await.expect("hung").unwrap().is_none());
+    assert!(
+        timeout(LONG, parked)
+            .await
+            .expect("hung")
+            .unwrap()
+            .is_none()
+    );
     let handed_back = timeout(LONG, blocked).await.expect("hung").unwrap();
     assert_eq!(handed_back.unwrap_err().id, 1);
     assert_eq!(
@@ -623,7 +650,9 @@ async fn a_topic_made_inside_a_context_inherits_it() {
     let topic = ctx.scope(async { Topic::<u8>::new(4) }).await;
     assert!(topic.task_context().is_some());
     let mut sub = topic.subscribe();
-    let next = timeout(LONG, sub.next()).await.expect("the deadline did not end it");
+    let next = timeout(LONG, sub.next())
+        .await
+        .expect("the deadline did not end it");
     assert_eq!(next, None);
     assert_eq!(
         sub.end_reason(),
@@ -664,7 +693,10 @@ async fn close_on_drain_then_cancel_on_abort() {
         topic.publish(msg).await.unwrap();
     }
     draining.cancel();
-    assert_eq!(timeout(LONG, quick).await.expect("hung").unwrap(), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        timeout(LONG, quick).await.expect("hung").unwrap(),
+        [0, 1, 2, 3, 4, 5]
+    );
     assert_eq!(slow.next().await, Some(2), "draining keeps what it holds");
     service.cancel();
     assert_eq!(slow.next().await, None, "the abort drops the rest");

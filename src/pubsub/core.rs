@@ -161,6 +161,9 @@ pub(super) struct Core<T> {
 pub(super) enum Took {
     /// Messages were added to its cache; `skipped` fell out of the ring first.
     Some { skipped: u64 },
+    /// A private subscription's next message is `seq`, after a gap: it stays
+    /// queued (held) until the gap is reported.
+    GapBefore { seq: u64 },
     /// Nothing yet: it is parked.
     Parked,
     /// Nothing ever again; `missed` is its final count (private ones).
@@ -376,18 +379,24 @@ impl<T> Core<T> {
         }
     }
 
-    /// Private subscription `id` wants its next message.
+    /// Private subscription `id` wants its next message, which it expects to
+    /// be number `expected`.
     pub(super) fn take_private(
         &mut self,
         id: usize,
+        expected: u64,
         cache: &mut VecDeque<(u64, T)>,
         waker: &Waker,
     ) -> Took {
         let ended = self.end.is_some();
         let entry = self.private_subs.get_mut(id);
-        if let Some(item) = entry.queue.pop_front() {
-            cache.push_back(item);
-            return Took::Some { skipped: 0 };
+        match entry.queue.front() {
+            Some(&(seq, _)) if seq != expected => return Took::GapBefore { seq },
+            Some(_) => {
+                cache.extend(entry.queue.pop_front());
+                return Took::Some { skipped: 0 };
+            }
+            None => {}
         }
         if entry.disconnected || ended {
             return Took::End {

@@ -83,6 +83,15 @@ enum State {
     Done,
 }
 
+/// What [`Subscription::refill`] did.
+enum Refill {
+    /// Its cache has more, or its state changed: look again.
+    Took,
+    /// A gap to report before the next message.
+    Gap(u64),
+    Parked,
+}
+
 /// An item of [`WithGaps`]: a message, or a note that messages were lost here.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Received<T> {
@@ -228,6 +237,14 @@ impl<T> Subscription<T> {
         }
     }
 
+    /// Reports the gap before message `seq`.
+    fn gap_to(&mut self, seq: u64) -> u64 {
+        let gap = seq - self.expected;
+        self.expected = seq;
+        self.reported += gap;
+        gap
+    }
+
     fn finish(&mut self) {
         self.state = State::Done;
         self.cache.clear();
@@ -242,31 +259,34 @@ impl<T> Subscription<T> {
 }
 
 impl<T: Clone> Subscription<T> {
-    /// Takes more from the topic; `false` if there was nothing yet.
-    fn refill(&mut self, cx: &mut Context<'_>) -> Option<bool> {
+    /// Takes more from the topic.
+    fn refill(&mut self, cx: &mut Context<'_>) -> Refill {
         let replay = self.shared.replay.load(Ordering::Relaxed);
         let mut core = self.shared.lock();
         let took = match &mut self.handle {
             Handle::Ring { id, cursor, .. } => {
                 core.take_ring(*id, cursor, &mut self.cache, cx.waker(), replay)
             }
-            Handle::Private { id } => core.take_private(*id, &mut self.cache, cx.waker()),
+            Handle::Private { id } => {
+                core.take_private(*id, self.expected, &mut self.cache, cx.waker())
+            }
             Handle::Detached => Took::End { missed: 0 },
         };
         drop(core);
         match took {
             Took::Some { skipped } => {
                 self.missed += skipped;
-                Some(true)
+                Refill::Took
             }
-            Took::Parked => Some(false),
+            Took::GapBefore { seq } => Refill::Gap(self.gap_to(seq)),
+            Took::Parked => Refill::Parked,
             Took::End { missed } => {
                 let missed = missed.max(self.missed);
                 self.state = match missed - self.reported {
                     0 => State::Done,
                     trailing => State::Trailing(trailing),
                 };
-                None
+                Refill::Took
             }
         }
     }
@@ -292,10 +312,7 @@ impl<T: Clone> Subscription<T> {
             }
             if let Some(&(seq, _)) = self.cache.front() {
                 if seq != self.expected {
-                    let gap = seq - self.expected;
-                    self.expected = seq;
-                    self.reported += gap;
-                    return Poll::Ready(Some(Received::Missed(gap)));
+                    return Poll::Ready(Some(Received::Missed(self.gap_to(seq))));
                 }
                 let (seq, msg) = self.cache.pop_front().expect("the front was just seen");
                 self.expected = seq + 1;
@@ -308,8 +325,9 @@ impl<T: Clone> Subscription<T> {
                 return Poll::Ready(Some(Received::Message(msg)));
             }
             match self.refill(cx) {
-                Some(true) | None => continue,
-                Some(false) => return Poll::Pending,
+                Refill::Took => continue,
+                Refill::Gap(gap) => return Poll::Ready(Some(Received::Missed(gap))),
+                Refill::Parked => return Poll::Pending,
             }
         }
     }

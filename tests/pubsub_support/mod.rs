@@ -75,3 +75,25 @@ impl PartialEq for Tracked {
         self.id == other.id
     }
 }
+
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Waits (a bounded while) for the live task count to return to `baseline`: a
+/// joined task is counted until its worker thread lets it go.
+pub async fn tasks_back_to(baseline: usize) {
+    let settled = async {
+        while alive_tasks() != baseline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), settled)
+        .await
+        .is_err()
+    {
+        panic!("{} tasks alive, expected {baseline}", alive_tasks());
+    }
+}
