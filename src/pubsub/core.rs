@@ -16,17 +16,18 @@
 //! # Invariants (under the `core` lock unless said otherwise)
 //!
 //! 1. `ring.len() == tail - base <= capacity`; an empty ring has `base == tail`.
-//! 2. `ring[s - base].pending` is the number of ring subscriptions that have
-//!    still to copy message `s`: those that existed when `s` was published or
-//!    whose replay covered it, less those whose cursor passed `s` and those that
-//!    unsubscribed. A ring subscription is pending on every message from
-//!    `max(cursor, base)` to `tail`.
-//! 3. A message leaves the front of the ring either when nobody is pending on it
-//!    and it is older than the replay window (the last `replay` messages, which
-//!    therefore are always in the ring), or to make room at `capacity`. Only a
-//!    DropOldest subscription can be pending on a message dropped for room (4
-//!    keeps Backpressure ones from falling that far behind); it counts it as
-//!    missed when it next copies (its cursor is behind `base`).
+//! 2. Each ring subscription's entry holds its `cursor`: the first message it
+//!    has not copied yet. It needs every message from `cursor` on. `passed` is
+//!    a lower bound of the smallest cursor (`tail` when there is no ring
+//!    subscription); it is recomputed when the subscription at it moves on or
+//!    leaves, and lowered when a new one starts before it.
+//! 3. A message leaves the front of the ring either when it is below `passed`
+//!    (nobody needs it) and older than the replay window (the last `replay`
+//!    messages, which therefore are always in the ring), or to make room at
+//!    `capacity`. Only a DropOldest subscription can still need a message
+//!    dropped for room (4 keeps Backpressure ones from falling that far
+//!    behind); it counts it as missed when it next copies (its cursor is
+//!    behind `base`).
 //! 4. Backpressure: a message is published only while every Backpressure
 //!    subscription has `tail - next < capacity`, where its `next` — the first
 //!    message it has not yielded — is an atomic it advances without the lock.
@@ -34,8 +35,12 @@
 //! 5. A publisher blocked by 4 is at the front of `waiters` and stored `floor`
 //!    in `Shared::wake_at` *before* it last re-read the `next`s; a subscription
 //!    stores its `next` *before* it reads `wake_at` (all `SeqCst`). So either
-//!    the publisher sees the room, or the subscription sees `wake_at` and wakes
-//!    it (Dekker's pattern).
+//!    the publisher sees the room, or the subscription that yields message
+//!    `wake_at` sees it. That one looks again under the lock, on the
+//!    publisher's behalf: it wakes the publisher if there is room now, or else
+//!    moves `wake_at` to the new `floor` and looks once more (the same
+//!    pattern). So the publisher is woken once, when room appears — not by
+//!    every subscription that passes the message, nor by those ahead of it.
 //! 6. Publishers are served in FIFO order: while `waiters` is not empty only its
 //!    front may publish, and whoever leaves the front wakes the next.
 //! 7. A subscription parks (stores its waker) only under the lock, after
@@ -50,7 +55,7 @@
 use std::collections::VecDeque;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
@@ -86,6 +91,8 @@ pub(super) struct Shared<T> {
     /// Invariant 5: the message a blocked publisher waits to see yielded;
     /// `u64::MAX` when none waits.
     pub(super) wake_at: Padded<AtomicU64>,
+    /// Counts publishes (racily: it only paces the cooperative budget).
+    pub(super) publishes: AtomicU32,
     /// The topic is closed (or aborted): no more messages.
     pub(super) closed: AtomicBool,
     /// The topic was aborted by its context: everything held is dropped.
@@ -100,13 +107,9 @@ pub(super) struct Shared<T> {
     pub(super) watch: Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>,
 }
 
-/// A stored message and how many ring subscriptions still have to copy it.
-struct Slot<T> {
-    msg: T,
-    pending: usize,
-}
-
 struct RingEntry {
+    /// The first message it has not copied (invariant 2).
+    cursor: u64,
     /// Backpressure only: the first message not yielded yet (invariant 4).
     next: Option<Arc<AtomicU64>>,
     waker: Option<Waker>,
@@ -143,11 +146,12 @@ pub(super) enum Handle {
 
 /// The state behind the lock.
 pub(super) struct Core<T> {
-    ring: VecDeque<Slot<T>>,
+    ring: VecDeque<T>,
     base: u64,
     tail: u64,
     ring_subs: Slab<RingEntry>,
     ring_parked: usize,
+    passed: u64,
     private_subs: Slab<PrivateEntry<T>>,
     backpressure: usize,
     floor: u64,
@@ -179,6 +183,7 @@ impl<T> Shared<T> {
                 tail: 0,
                 ring_subs: Slab::new(),
                 ring_parked: 0,
+                passed: 0,
                 private_subs: Slab::new(),
                 backpressure: 0,
                 floor: 0,
@@ -190,6 +195,7 @@ impl<T> Shared<T> {
             capacity,
             tail: Padded::default(),
             wake_at: Padded(AtomicU64::new(u64::MAX)),
+            publishes: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             subscribers: AtomicUsize::new(0),
@@ -238,24 +244,19 @@ impl<T> Shared<T> {
         drop((ring, queues));
     }
 
-    /// A Backpressure subscription yielded message `seq`: wakes the blocked
-    /// publisher if it waited for that (invariant 5).
+    /// A Backpressure subscription yielded message `seq`. If the blocked
+    /// publisher waits for that message, this subscription may have been the
+    /// last to hold it up: it looks again, under the lock (invariant 5).
     pub(super) fn yielded(&self, next: &AtomicU64, seq: u64) {
         next.store(seq + 1, Ordering::SeqCst);
-        let mut wake_at = self.wake_at.load(Ordering::SeqCst);
-        while wake_at <= seq {
-            match self.wake_at.compare_exchange(
-                wake_at,
-                u64::MAX,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => {
-                    self.lock().wake_front_waiter();
-                    return;
-                }
-                Err(now) => wake_at = now,
-            }
+        if self.wake_at.load(Ordering::SeqCst) != seq {
+            return;
+        }
+        let mut core = self.lock();
+        if core.waiters.is_empty() {
+            self.wake_at.store(u64::MAX, Ordering::SeqCst);
+        } else if self.wake_at.load(Ordering::SeqCst) != u64::MAX && core.room_or_announce(self) {
+            core.wake_front_waiter();
         }
     }
 
@@ -264,7 +265,7 @@ impl<T> Shared<T> {
     pub(super) fn unsubscribe(&self, handle: &Handle) -> Option<VecDeque<(u64, T)>> {
         let mut core = self.lock();
         match handle {
-            Handle::Ring { id, cursor, next } => {
+            Handle::Ring { id, next, .. } => {
                 let entry = core.ring_subs.remove(*id);
                 if entry.waker.is_some() {
                     core.ring_parked -= 1;
@@ -272,9 +273,8 @@ impl<T> Shared<T> {
                 if next.is_some() {
                     core.backpressure -= 1;
                 }
-                let base = core.base;
-                for seq in (*cursor).max(base)..core.tail {
-                    core.ring[(seq - base) as usize].pending -= 1;
+                if entry.cursor <= core.passed {
+                    core.recompute_passed();
                 }
                 core.pop_unneeded(self.replay.load(Ordering::Relaxed));
                 self.subscribers.fetch_sub(1, Ordering::SeqCst);
@@ -328,11 +328,19 @@ impl<T> Core<T> {
 
     /// Drops messages from the front that nobody needs (invariant 3).
     fn pop_unneeded(&mut self, replay: usize) {
-        let keep_from = self.tail.saturating_sub(replay as u64);
-        while self.base < keep_from && self.ring.front().is_some_and(|slot| slot.pending == 0) {
-            self.ring.pop_front();
+        let keep_from = self.tail.saturating_sub(replay as u64).min(self.passed);
+        while self.base < keep_from && self.ring.pop_front().is_some() {
             self.base += 1;
         }
+    }
+
+    fn recompute_passed(&mut self) {
+        self.passed = self
+            .ring_subs
+            .iter()
+            .map(|entry| entry.cursor)
+            .min()
+            .unwrap_or(self.tail);
     }
 
     /// Whether every Backpressure subscription has room for one more message.
@@ -350,18 +358,23 @@ impl<T> Core<T> {
         self.tail - self.floor < capacity as u64
     }
 
-    /// [`has_room`](Self::has_room) for a publisher that will wait if not:
-    /// announces what it waits for, then looks again (invariant 5).
+    /// [`has_room`](Self::has_room) for a publisher that waits if not, or on
+    /// its behalf: without room, announces the message it waits to see yielded
+    /// (the smallest `next`), then looks again (invariant 5). `wake_at` is
+    /// clear whenever this returns `true`.
     pub(super) fn room_or_announce(&mut self, shared: &Shared<T>) -> bool {
-        if self.has_room(shared.capacity) {
-            return true;
+        if !self.has_room(shared.capacity) {
+            shared.wake_at.store(self.floor, Ordering::SeqCst);
+            if !self.has_room(shared.capacity) {
+                return false;
+            }
         }
-        shared.wake_at.store(self.floor, Ordering::SeqCst);
-        if self.has_room(shared.capacity) {
+        // Only a blocked publisher set it: the common case writes nothing
+        // to the line every yielding subscription reads.
+        if shared.wake_at.load(Ordering::SeqCst) != u64::MAX {
             shared.wake_at.store(u64::MAX, Ordering::SeqCst);
-            return true;
         }
-        false
+        true
     }
 
     /// The final count of a private subscription, or where it stands.
@@ -442,15 +455,16 @@ impl<T: Clone> Core<T> {
                 self.ring.pop_front();
                 self.base += 1;
             }
-            self.ring.push_back(Slot {
-                msg,
-                pending: self.ring_subs.len(),
-            });
+            self.ring.push_back(msg);
+            if self.ring_subs.len() == 0 {
+                self.passed = self.tail;
+            }
             self.pop_unneeded(replay);
             self.wake_ring_parked();
         } else {
             debug_assert!(self.ring.is_empty());
             self.base = self.tail;
+            self.passed = self.tail;
         }
         shared.tail.store(self.tail, Ordering::Release);
         reached
@@ -472,7 +486,9 @@ impl<T: Clone> Core<T> {
         shared.subscribers.fetch_add(1, Ordering::SeqCst);
         let handle = match policy {
             SlowSubscriber::Backpressure | SlowSubscriber::DropOldest => {
-                self.ring.range_mut(held).for_each(|slot| slot.pending += 1);
+                if self.ring_subs.len() == 0 || start < self.passed {
+                    self.passed = start;
+                }
                 let next = (policy == SlowSubscriber::Backpressure).then(|| {
                     if self.backpressure == 0 || start < self.floor {
                         self.floor = start;
@@ -481,6 +497,7 @@ impl<T: Clone> Core<T> {
                     Arc::new(AtomicU64::new(start))
                 });
                 let id = self.ring_subs.insert(RingEntry {
+                    cursor: start,
                     next: next.clone(),
                     waker: None,
                 });
@@ -495,7 +512,7 @@ impl<T: Clone> Core<T> {
                     .ring
                     .range(held)
                     .zip(start..)
-                    .map(|(slot, seq)| (seq, slot.msg.clone()))
+                    .map(|(msg, seq)| (seq, msg.clone()))
                     .collect();
                 let id = self.private_subs.insert(PrivateEntry {
                     queue,
@@ -521,23 +538,24 @@ impl<T: Clone> Core<T> {
     ) -> Took {
         let start = (*cursor).max(self.base);
         let skipped = start - *cursor;
-        *cursor = start;
         let end = self.tail.min(start + BATCH);
-        for seq in start..end {
-            let slot = &mut self.ring[(seq - self.base) as usize];
-            // Clone first: a panicking `Clone` leaves the state whole.
-            cache.push_back((seq, slot.msg.clone()));
-            slot.pending -= 1;
-            *cursor = seq + 1;
-        }
+        let from = (start - self.base) as usize;
+        // A panicking `Clone` leaves the topic's state whole: cursors move after.
+        let copies = self.ring.range(from..from + (end - start) as usize);
+        cache.extend((start..).zip(copies.cloned()));
+        *cursor = end;
+        let entry = self.ring_subs.get_mut(id);
+        let was = std::mem::replace(&mut entry.cursor, end);
         if end > start {
-            self.pop_unneeded(replay);
+            if was <= self.passed {
+                self.recompute_passed();
+                self.pop_unneeded(replay);
+            }
             return Took::Some { skipped };
         }
         if self.end.is_some() {
             return Took::End { missed: 0 };
         }
-        let entry = self.ring_subs.get_mut(id);
         if entry.waker.is_none() {
             self.ring_parked += 1;
         }

@@ -291,7 +291,7 @@ impl<T: Clone> Subscription<T> {
         }
     }
 
-    /// The next message or gap, without touching the task's budget.
+    /// The next message or gap.
     fn poll_received(&mut self, cx: &mut Context<'_>) -> Poll<Option<Received<T>>> {
         loop {
             match self.state {
@@ -324,7 +324,14 @@ impl<T: Clone> Subscription<T> {
                 }
                 return Poll::Ready(Some(Received::Message(msg)));
             }
-            match self.refill(cx) {
+            // Tokio's cooperative budget is charged per batch taken from
+            // the topic, not per message yielded from it.
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            let refill = self.refill(cx);
+            if !matches!(refill, Refill::Parked) {
+                coop.made_progress();
+            }
+            match refill {
                 Refill::Took => continue,
                 Refill::Gap(gap) => return Poll::Ready(Some(Received::Missed(gap))),
                 Refill::Parked => return Poll::Pending,
@@ -337,18 +344,11 @@ impl<T: Clone> Stream for Subscription<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         loop {
             match ready!(self.poll_received(cx)) {
-                Some(Received::Message(msg)) => {
-                    coop.made_progress();
-                    return Poll::Ready(Some(msg));
-                }
+                Some(Received::Message(msg)) => return Poll::Ready(Some(msg)),
                 Some(Received::Missed(_)) => continue,
-                None => {
-                    coop.made_progress();
-                    return Poll::Ready(None);
-                }
+                None => return Poll::Ready(None),
             }
         }
     }
@@ -434,10 +434,7 @@ impl<T: Clone> Stream for WithGaps<T> {
     type Item = Received<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Received<T>>> {
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        let item = ready!(self.inner.poll_received(cx));
-        coop.made_progress();
-        Poll::Ready(item)
+        self.inner.poll_received(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
