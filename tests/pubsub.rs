@@ -701,3 +701,81 @@ async fn close_on_drain_then_cancel_on_abort() {
     service.cancel();
     assert_eq!(slow.next().await, None, "the abort drops the rest");
 }
+
+/// The publisher waits on a subscription that has cached what it holds; each
+/// read must wake it, though the subscription is not polled again until the
+/// publisher has gone on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_read_wakes_a_publisher_waiting_for_room() {
+    let topic = Topic::new(2);
+    let mut sub = topic.subscribe();
+    let (published, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let publisher = tokio::spawn(async move {
+        for msg in 0..10 {
+            topic.publish(msg).await.unwrap();
+            published.send(msg).unwrap();
+        }
+    });
+    for msg in 0..2 {
+        assert_eq!(progress.recv().await, Some(msg));
+    }
+    for msg in 0..8 {
+        assert_eq!(sub.next().await, Some(msg));
+        let next = timeout(LONG, progress.recv()).await;
+        assert_eq!(
+            next.expect("the waiting publisher was not woken"),
+            Some(msg + 2)
+        );
+    }
+    timeout(LONG, publisher).await.expect("hung").unwrap();
+}
+
+/// Tiny buffers, several Backpressure subscriptions reading at different
+/// paces on two threads, two publishers: nothing is lost and nobody hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_with_tiny_buffers_never_strands_anyone() {
+    for capacity in 1..=3 {
+        for subscribers in [1, 3, 8] {
+            let topic = Topic::new(capacity);
+            let readers: Vec<_> = (0..subscribers)
+                .map(|r| {
+                    let mut sub = topic.subscribe();
+                    tokio::spawn(async move {
+                        let mut count = 0_u32;
+                        while sub.next().await.is_some() {
+                            count += 1;
+                            if (count + r) % (r + 2) == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        count
+                    })
+                })
+                .collect();
+            let publishers: Vec<_> = (0..2)
+                .map(|_| {
+                    let topic = topic.clone();
+                    tokio::spawn(async move {
+                        for msg in 0..500 {
+                            topic.publish(msg).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(topic);
+            for publisher in publishers {
+                timeout(LONG, publisher)
+                    .await
+                    .expect("publisher hung")
+                    .unwrap();
+            }
+            for reader in readers {
+                let count = timeout(LONG, reader).await.expect("reader hung").unwrap();
+                assert_eq!(
+                    count, 1_000,
+                    "capacity {capacity}, {subscribers} subscribers"
+                );
+            }
+        }
+    }
+}

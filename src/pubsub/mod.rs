@@ -36,10 +36,12 @@
 //!   served first come, first served.
 //! * **Cloned once per receiver.** A message is stored once; each subscription
 //!   that receives it gets its own clone, and one that drops it (DropNewest,
-//!   Disconnect) clones nothing. The stored original is dropped as soon as no
-//!   subscription still needs it and it is out of the replay window.
-//!   (`Clone` and `Drop` of a message run under the topic's lock: they must not
-//!   publish to the same topic.)
+//!   Disconnect) clones nothing. Backpressure and DropOldest subscriptions
+//!   clone a message when they take it from the topic, so a DropOldest one
+//!   that loses a message before reading it never clones it either. The stored
+//!   original is dropped once every subscription has taken it and it is out of
+//!   the replay window. (`Clone` and `Drop` of a message run under the topic's
+//!   lock: they must not publish to the same topic.)
 //! * **Nothing left behind.** No task is spawned. Dropping a subscription
 //!   unsubscribes it and releases what it held at once (a publisher waiting on
 //!   it goes on); when the topic's handles and subscriptions are all dropped,
@@ -62,9 +64,13 @@
 //! Backpressure and DropOldest subscriptions read one shared ring: a publish
 //! stores the message once and wakes only the subscriptions that are parked;
 //! each subscription clones what it has not seen in batches, under one lock
-//! per batch, and yields the copies without the lock. DropNewest and
-//! Disconnect subscriptions get their clone in a queue of their own when it is
-//! published, because what they hold is not a window of the ring.
+//! per batch, and yields the copies without the lock. A publisher waiting for
+//! room is woken once, by the subscription whose read makes the room.
+//! DropNewest and Disconnect subscriptions get their clone in a queue of their
+//! own when it is published, because what they hold is not a window of the
+//! ring. Tokio's cooperative budget is charged once per batch a subscription
+//! takes and once per 16 publishes that need not wait, so busy publishers and
+//! subscribers still yield to the runtime.
 //!
 //! ```
 //! use futures::StreamExt;
