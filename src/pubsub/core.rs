@@ -111,7 +111,7 @@ struct RingEntry {
     /// The first message it has not copied (invariant 2).
     cursor: u64,
     /// Backpressure only: the first message not yielded yet (invariant 4).
-    next: Option<Arc<AtomicU64>>,
+    next: Option<Arc<Padded<AtomicU64>>>,
     waker: Option<Waker>,
 }
 
@@ -135,7 +135,7 @@ pub(super) enum Handle {
     Ring {
         id: usize,
         cursor: u64,
-        next: Option<Arc<AtomicU64>>,
+        next: Option<Arc<Padded<AtomicU64>>>,
     },
     Private {
         id: usize,
@@ -494,7 +494,7 @@ impl<T: Clone> Core<T> {
                         self.floor = start;
                     }
                     self.backpressure += 1;
-                    Arc::new(AtomicU64::new(start))
+                    Arc::new(Padded(AtomicU64::new(start)))
                 });
                 let id = self.ring_subs.insert(RingEntry {
                     cursor: start,
