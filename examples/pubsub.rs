@@ -103,5 +103,8 @@ async fn main() {
     let (delivered, why) = hook.await.unwrap();
     println!("audit log: all {audited} events, in order");
     println!("dashboard: showed {shown}, skipped {skipped} (counted, never silent)");
-    println!("webhook: delivered {delivered}, then {}", why.unwrap_or_default());
+    println!(
+        "webhook: delivered {delivered}, then {}",
+        why.unwrap_or_default()
+    );
 }

@@ -130,7 +130,9 @@ async fn pubsub() {
     println!("== pub/sub: every subscriber gets every message; a slow one chooses what to lose");
     let alerts = Topic::new(2);
     let pager = tokio::spawn(alerts.subscribe().collect::<Vec<u32>>()); // Backpressure: all
-    let mut late = alerts.subscribe_with(SlowSubscriber::DropOldest).with_gaps();
+    let mut late = alerts
+        .subscribe_with(SlowSubscriber::DropOldest)
+        .with_gaps();
     for alert in 1..=5 {
         let reached = alerts.publish(alert).await.unwrap();
         println!("   alert {alert} reached {reached} subscribers");
