@@ -12,7 +12,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use pubsub_support::{Census, LONG, alive_tasks, tasks_back_to};
+use pubsub_support::{
+    Census, LONG, POLICIES, alive_tasks, join_within, one_of_each, tasks_back_to,
+};
 use tokio::time::timeout;
 use tokio_conc::prelude::*;
 use tokio_conc::pubsub::{EndReason, PublishError, TryPublishError};
@@ -30,14 +32,18 @@ fn drain_ready<S: futures::Stream + Unpin>(sub: &mut S) -> Vec<S::Item> {
 }
 
 /// What one policy did: two fast subscriptions read after every publish, a
-/// third (same policy) never reads until the end.
+/// third (same policy) never reads until the end. The fast ones always see
+/// every message, in order.
+#[derive(Debug, PartialEq)]
 struct Stalled {
+    /// What each publish returned.
     reached: Vec<usize>,
-    fast: Vec<Vec<u32>>,
-    slow: Vec<u32>,
+    /// What the stalled one yielded at the end, gaps included.
+    slow: Vec<Received<u32>>,
+    /// Its `missed()` and `end_reason()` just before the close.
     slow_missed: u64,
-    slow_gaps: Vec<Received<u32>>,
     slow_end: Option<EndReason>,
+    /// `subscriber_count()` just before the close.
     count_after: usize,
 }
 
@@ -53,29 +59,25 @@ fn run_with_a_stalled_subscriber(policy: SlowSubscriber) -> Stalled {
             seen.extend(drain_ready(sub));
         }
     }
-    let count_after = topic.subscriber_count();
-    let slow_missed = slow.missed();
-    let slow_end = slow.end_reason();
+    let run = Stalled {
+        reached,
+        slow: Vec::new(),
+        slow_missed: slow.missed(),
+        slow_end: slow.end_reason(),
+        count_after: topic.subscriber_count(),
+    };
     topic.close();
-    let slow_gaps = futures::executor::block_on(slow.collect::<Vec<_>>());
-    let slow = slow_gaps
-        .iter()
-        .filter_map(|item| match item {
-            Received::Message(msg) => Some(*msg),
-            Received::Missed(_) => None,
-        })
-        .collect();
     for (sub, seen) in fast.iter_mut().zip(&mut seen) {
         seen.extend(futures::executor::block_on(sub.collect::<Vec<_>>()));
+        assert_eq!(
+            *seen,
+            (0..MESSAGES).collect::<Vec<_>>(),
+            "a fast subscriber"
+        );
     }
     Stalled {
-        reached,
-        fast: seen,
-        slow,
-        slow_missed,
-        slow_gaps,
-        slow_end,
-        count_after,
+        slow: futures::executor::block_on(slow.collect()),
+        ..run
     }
 }
 
@@ -83,43 +85,70 @@ fn everything() -> Vec<u32> {
     (0..MESSAGES).collect()
 }
 
+/// What the stalled subscription held, as yielded.
+fn messages(range: std::ops::Range<u32>) -> impl Iterator<Item = Received<u32>> {
+    range.map(Received::Message)
+}
+
+/// `publish` counts: 3 while the stalled one has room, then only the fast two.
+fn all_three_until_the_slow_one_is_full() -> Vec<usize> {
+    let mut reached = vec![3; CAPACITY];
+    reached.resize(MESSAGES as usize, 2);
+    reached
+}
+
 #[test]
 fn drop_oldest_keeps_the_latest_for_the_stalled_one_and_counts_it_as_reached() {
-    let run = run_with_a_stalled_subscriber(SlowSubscriber::DropOldest);
-    assert_eq!(run.fast, [everything(), everything()]);
-    assert_eq!(run.slow, (MESSAGES - 4..MESSAGES).collect::<Vec<_>>());
-    assert_eq!(run.slow_missed, u64::from(MESSAGES) - 4);
-    assert_eq!(run.reached, vec![3; MESSAGES as usize]);
-    assert_eq!(run.slow_gaps[0], Received::Missed(16));
-    assert_eq!(run.slow_end, None);
-    assert_eq!(run.count_after, 3);
+    let lost = MESSAGES - CAPACITY as u32;
+    let expected = Stalled {
+        reached: vec![3; MESSAGES as usize],
+        slow: std::iter::once(Received::Missed(lost.into()))
+            .chain(messages(lost..MESSAGES))
+            .collect(),
+        slow_missed: lost.into(),
+        slow_end: None,
+        count_after: 3,
+    };
+    assert_eq!(
+        run_with_a_stalled_subscriber(SlowSubscriber::DropOldest),
+        expected
+    );
 }
 
 #[test]
 fn drop_newest_keeps_the_first_for_the_stalled_one_and_does_not_count_it() {
-    let run = run_with_a_stalled_subscriber(SlowSubscriber::DropNewest);
-    assert_eq!(run.fast, [everything(), everything()]);
-    assert_eq!(run.slow, [0, 1, 2, 3]);
-    assert_eq!(run.slow_missed, 16);
-    let mut reached = vec![3; 4];
-    reached.resize(MESSAGES as usize, 2);
-    assert_eq!(run.reached, reached);
-    assert_eq!(*run.slow_gaps.last().unwrap(), Received::Missed(16));
-    assert_eq!(run.slow_end, None);
-    assert_eq!(run.count_after, 3);
+    let lost = MESSAGES - CAPACITY as u32;
+    let expected = Stalled {
+        reached: all_three_until_the_slow_one_is_full(),
+        slow: messages(0..CAPACITY as u32)
+            .chain([Received::Missed(lost.into())])
+            .collect(),
+        slow_missed: lost.into(),
+        slow_end: None,
+        count_after: 3,
+    };
+    assert_eq!(
+        run_with_a_stalled_subscriber(SlowSubscriber::DropNewest),
+        expected
+    );
 }
 
 #[test]
 fn disconnect_cuts_the_stalled_one_off_after_what_it_held() {
-    let run = run_with_a_stalled_subscriber(SlowSubscriber::Disconnect);
-    assert_eq!(run.fast, [everything(), everything()]);
-    assert_eq!(run.slow, [0, 1, 2, 3]);
-    assert_eq!(run.slow_missed, 1, "the message that found it full");
-    let mut reached = vec![3; 4];
-    reached.resize(MESSAGES as usize, 2);
-    assert_eq!(run.reached, reached);
-    assert_eq!(run.slow_end, Some(EndReason::Disconnected));
-    assert_eq!(run.count_after, 2);
+    let expected = Stalled {
+        reached: all_three_until_the_slow_one_is_full(),
+        // The message that found it full is its one loss.
+        slow: messages(0..CAPACITY as u32)
+            .chain([Received::Missed(1)])
+            .collect(),
+        slow_missed: 1,
+        slow_end: Some(EndReason::Disconnected),
+        count_after: 2,
+    };
+    assert_eq!(
+        run_with_a_stalled_subscriber(SlowSubscriber::Disconnect),
+        expected
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -228,6 +257,27 @@ async fn one_subscription_caches_a_batch_but_drop_oldest_still_drops_from_it() {
     assert_eq!(sub.collect::<Vec<_>>().await, [3, 4, 5, 6]);
 }
 
+/// `publishers` tasks, publisher `p` publishing `(p, 0..each)`; each returns
+/// what its publishes reached.
+fn spawn_publishers(
+    topic: &Topic<(u32, u32)>,
+    publishers: u32,
+    each: u32,
+) -> Vec<tokio::task::JoinHandle<Vec<usize>>> {
+    (0..publishers)
+        .map(|p| {
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                let mut reached = Vec::new();
+                for k in 0..each {
+                    reached.push(topic.publish((p, k)).await.unwrap());
+                }
+                reached
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscription_sees_one_order_and_each_publishers_own_order() {
     const PUBLISHERS: u32 = 4;
@@ -236,27 +286,12 @@ async fn every_subscription_sees_one_order_and_each_publishers_own_order() {
     let subs: Vec<_> = (0..3)
         .map(|_| tokio::spawn(topic.subscribe().collect::<Vec<(u32, u32)>>()))
         .collect();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let topic = topic.clone();
-            tokio::spawn(async move {
-                for k in 0..EACH {
-                    assert_eq!(topic.publish((p, k)).await, Ok(3));
-                }
-            })
-        })
-        .collect();
+    let publishers = spawn_publishers(&topic, PUBLISHERS, EACH);
     drop(topic);
-    for publisher in publishers {
-        timeout(LONG, publisher)
-            .await
-            .expect("publisher hung")
-            .unwrap();
+    for reached in join_within(publishers, "a publisher").await {
+        assert!(reached.iter().all(|&n| n == 3));
     }
-    let mut orders = Vec::new();
-    for sub in subs {
-        orders.push(timeout(LONG, sub).await.expect("hung").unwrap());
-    }
+    let orders = join_within(subs, "a subscriber").await;
     for order in &orders {
         assert_eq!(order.len(), (PUBLISHERS * EACH) as usize);
         let mut next = HashMap::new();
@@ -289,15 +324,9 @@ async fn subscribers_come_and_go_while_many_tasks_publish() {
             let topic = topic.clone();
             let done = done.clone();
             tokio::spawn(async move {
-                let policies = [
-                    SlowSubscriber::Backpressure,
-                    SlowSubscriber::DropOldest,
-                    SlowSubscriber::DropNewest,
-                    SlowSubscriber::Disconnect,
-                ];
                 let mut round = c;
                 while !done.load(Ordering::SeqCst) {
-                    let mut sub = topic.subscribe_with(policies[round % 4]);
+                    let mut sub = topic.subscribe_with(POLICIES[round % 4]);
                     let mut last = HashMap::new();
                     for _ in 0..round % 7 {
                         match sub.next().await {
@@ -315,30 +344,17 @@ async fn subscribers_come_and_go_while_many_tasks_publish() {
             })
         })
         .collect();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let topic = topic.clone();
-            tokio::spawn(async move {
-                for k in 0..EACH {
-                    topic.publish((p, k)).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for publisher in publishers {
-        timeout(LONG, publisher)
-            .await
-            .expect("publisher hung")
-            .unwrap();
-    }
+    let publishers = spawn_publishers(&topic, PUBLISHERS, EACH);
+    join_within(publishers, "a publisher").await;
     done.store(true, Ordering::SeqCst);
     topic.close(); // a churner may be waiting for a message
-    for churner in churners {
-        timeout(LONG, churner).await.expect("churner hung").unwrap();
-    }
+    join_within(churners, "a churner").await;
     let total = (PUBLISHERS * EACH) as usize;
-    for (i, sub) in staying.into_iter().enumerate() {
-        let seen = timeout(LONG, sub).await.expect("hung").unwrap();
+    for (i, seen) in join_within(staying, "a subscriber")
+        .await
+        .into_iter()
+        .enumerate()
+    {
         let mut missed = 0;
         let mut messages = 0;
         let mut next = HashMap::new();
@@ -394,14 +410,7 @@ async fn replayed_messages_count_against_capacity() {
 #[tokio::test]
 async fn close_drains_what_each_subscription_holds_and_refuses_new_messages() {
     let topic = Topic::new(4);
-    let subs: Vec<_> = [
-        SlowSubscriber::Backpressure,
-        SlowSubscriber::DropOldest,
-        SlowSubscriber::DropNewest,
-        SlowSubscriber::Disconnect,
-    ]
-    .map(|policy| topic.subscribe_with(policy))
-    .into();
+    let subs = one_of_each(&topic);
     for msg in 0..3 {
         topic.publish(msg).await.unwrap();
     }
@@ -562,14 +571,7 @@ async fn nothing_is_left_after_the_topic_and_subscriptions_drop() {
     {
         let ctx = TaskContext::background();
         let topic = Topic::new(8).replay(4).context(&ctx);
-        let subs: Vec<_> = [
-            SlowSubscriber::Backpressure,
-            SlowSubscriber::DropOldest,
-            SlowSubscriber::DropNewest,
-            SlowSubscriber::Disconnect,
-        ]
-        .map(|policy| topic.subscribe_with(policy))
-        .into();
+        let subs = one_of_each(&topic);
         let mut readers = Vec::new();
         for mut sub in subs {
             readers.push(tokio::spawn(async move {
@@ -584,9 +586,7 @@ async fn nothing_is_left_after_the_topic_and_subscriptions_drop() {
                 break;
             }
         }
-        for reader in readers {
-            timeout(LONG, reader).await.expect("hung").unwrap();
-        }
+        join_within(readers, "a reader").await;
         let _unread = topic.subscribe();
         assert!(census.alive() > 0, "the replay window is kept");
     }
@@ -763,14 +763,8 @@ async fn backpressure_with_tiny_buffers_never_strands_anyone() {
                 })
                 .collect();
             drop(topic);
-            for publisher in publishers {
-                timeout(LONG, publisher)
-                    .await
-                    .expect("publisher hung")
-                    .unwrap();
-            }
-            for reader in readers {
-                let count = timeout(LONG, reader).await.expect("reader hung").unwrap();
+            join_within(publishers, "a publisher").await;
+            for count in join_within(readers, "a reader").await {
                 assert_eq!(
                     count, 1_000,
                     "capacity {capacity}, {subscribers} subscribers"

@@ -12,17 +12,10 @@ use std::collections::VecDeque;
 
 use futures::{FutureExt, StreamExt};
 use proptest::prelude::*;
-use pubsub_support::{Census, Tracked};
+use pubsub_support::{Census, POLICIES, Tracked};
 use tokio_conc::pubsub::{
     EndReason, PublishError, Received, SlowSubscriber, Topic, TryPublishError, WithGaps,
 };
-
-const POLICIES: [SlowSubscriber; 4] = [
-    SlowSubscriber::Backpressure,
-    SlowSubscriber::DropOldest,
-    SlowSubscriber::DropNewest,
-    SlowSubscriber::Disconnect,
-];
 
 #[derive(Clone, Debug)]
 enum Op {

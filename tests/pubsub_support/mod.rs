@@ -7,8 +7,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio_conc::pubsub::{SlowSubscriber, Subscription, Topic};
+
 /// Long enough that only a hang reaches it.
 pub const LONG: Duration = Duration::from_secs(10);
+
+/// Every policy, in declaration order.
+pub const POLICIES: [SlowSubscriber; 4] = [
+    SlowSubscriber::Backpressure,
+    SlowSubscriber::DropOldest,
+    SlowSubscriber::DropNewest,
+    SlowSubscriber::Disconnect,
+];
+
+/// One subscription of each policy, in [`POLICIES`] order.
+pub fn one_of_each<T: Clone + Send + 'static>(topic: &Topic<T>) -> Vec<Subscription<T>> {
+    POLICIES
+        .iter()
+        .map(|&policy| topic.subscribe_with(policy))
+        .collect()
+}
 
 /// Counts the values of [`Tracked`] made (originals and clones) and dropped.
 #[derive(Debug, Default)]
@@ -74,6 +92,17 @@ impl PartialEq for Tracked {
     fn eq(&self, other: &Self) -> bool {
         self.id == other.id
     }
+}
+
+/// The tasks' outputs, in order; a task that takes [`LONG`] is a hang of
+/// `what`.
+pub async fn join_within<T>(tasks: Vec<tokio::task::JoinHandle<T>>, what: &str) -> Vec<T> {
+    let mut outputs = Vec::new();
+    for task in tasks {
+        let joined = tokio::time::timeout(LONG, task).await;
+        outputs.push(joined.unwrap_or_else(|_| panic!("{what} hung")).unwrap());
+    }
+    outputs
 }
 
 pub fn alive_tasks() -> usize {
