@@ -51,6 +51,10 @@
 //!
 //! A message's `Clone` and `Drop` run under the lock (copying a batch, dropping
 //! what nobody needs any more): they must not call back into the same topic.
+//!
+//! This file holds the state, close, abort and unsubscribe; `deliver.rs` keeps
+//! 1–3 and 7 (publish, subscribe, take), `room.rs` keeps 4 and 5, `publish.rs`
+//! keeps 6.
 
 use std::collections::VecDeque;
 use std::ops::Deref;
@@ -66,13 +70,10 @@ use super::error::EndReason;
 use super::slab::Slab;
 use crate::context::ContextError;
 
-/// The most messages a subscription copies out of the ring under one lock.
-const BATCH: u64 = 256;
-
 /// Keeps a hot atomic on a cache line of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub(super) struct Padded<A>(A);
+pub(super) struct Padded<A>(pub(super) A);
 
 impl<A> Deref for Padded<A> {
     type Target = A;
@@ -107,20 +108,20 @@ pub(super) struct Shared<T> {
     pub(super) watch: Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>,
 }
 
-struct RingEntry {
+pub(super) struct RingEntry {
     /// The first message it has not copied (invariant 2).
-    cursor: u64,
+    pub(super) cursor: u64,
     /// Backpressure only: the first message not yielded yet (invariant 4).
-    next: Option<Arc<Padded<AtomicU64>>>,
-    waker: Option<Waker>,
+    pub(super) next: Option<Arc<Padded<AtomicU64>>>,
+    pub(super) waker: Option<Waker>,
 }
 
-struct PrivateEntry<T> {
-    queue: VecDeque<(u64, T)>,
-    disconnect: bool,
-    disconnected: bool,
-    missed: u64,
-    waker: Option<Waker>,
+pub(super) struct PrivateEntry<T> {
+    pub(super) queue: VecDeque<(u64, T)>,
+    pub(super) disconnect: bool,
+    pub(super) disconnected: bool,
+    pub(super) missed: u64,
+    pub(super) waker: Option<Waker>,
 }
 
 /// A publisher waiting for its turn or for room.
@@ -146,15 +147,15 @@ pub(super) enum Handle {
 
 /// The state behind the lock.
 pub(super) struct Core<T> {
-    ring: VecDeque<T>,
-    base: u64,
-    tail: u64,
-    ring_subs: Slab<RingEntry>,
-    ring_parked: usize,
-    passed: u64,
-    private_subs: Slab<PrivateEntry<T>>,
-    backpressure: usize,
-    floor: u64,
+    pub(super) ring: VecDeque<T>,
+    pub(super) base: u64,
+    pub(super) tail: u64,
+    pub(super) ring_subs: Slab<RingEntry>,
+    pub(super) ring_parked: usize,
+    pub(super) passed: u64,
+    pub(super) private_subs: Slab<PrivateEntry<T>>,
+    pub(super) backpressure: usize,
+    pub(super) floor: u64,
     pub(super) waiters: VecDeque<Waiter>,
     pub(super) next_waiter: u64,
     pub(super) end: Option<EndReason>,
@@ -244,22 +245,6 @@ impl<T> Shared<T> {
         drop((ring, queues));
     }
 
-    /// A Backpressure subscription yielded message `seq`. If the blocked
-    /// publisher waits for that message, this subscription may have been the
-    /// last to hold it up: it looks again, under the lock (invariant 5).
-    pub(super) fn yielded(&self, next: &AtomicU64, seq: u64) {
-        next.store(seq + 1, Ordering::SeqCst);
-        if self.wake_at.load(Ordering::SeqCst) != seq {
-            return;
-        }
-        let mut core = self.lock();
-        if core.waiters.is_empty() {
-            self.wake_at.store(u64::MAX, Ordering::SeqCst);
-        } else if self.wake_at.load(Ordering::SeqCst) != u64::MAX && core.room_or_announce(self) {
-            core.wake_front_waiter();
-        }
-    }
-
     /// Detaches a subscription; what it held is dropped by the caller, after
     /// the lock is let go.
     pub(super) fn unsubscribe(&self, handle: &Handle) -> Option<VecDeque<(u64, T)>> {
@@ -313,7 +298,7 @@ impl<T> Core<T> {
         }
     }
 
-    fn wake_ring_parked(&mut self) {
+    pub(super) fn wake_ring_parked(&mut self) {
         if self.ring_parked == 0 {
             return;
         }
@@ -324,57 +309,6 @@ impl<T> Core<T> {
             }
         }
         self.ring_parked = 0;
-    }
-
-    /// Drops messages from the front that nobody needs (invariant 3).
-    fn pop_unneeded(&mut self, replay: usize) {
-        let keep_from = self.tail.saturating_sub(replay as u64).min(self.passed);
-        while self.base < keep_from && self.ring.pop_front().is_some() {
-            self.base += 1;
-        }
-    }
-
-    fn recompute_passed(&mut self) {
-        self.passed = self
-            .ring_subs
-            .iter()
-            .map(|entry| entry.cursor)
-            .min()
-            .unwrap_or(self.tail);
-    }
-
-    /// Whether every Backpressure subscription has room for one more message.
-    pub(super) fn has_room(&mut self, capacity: usize) -> bool {
-        if self.backpressure == 0 || self.tail - self.floor < capacity as u64 {
-            return true;
-        }
-        self.floor = self
-            .ring_subs
-            .iter()
-            .filter_map(|entry| entry.next.as_ref())
-            .map(|next| next.load(Ordering::SeqCst))
-            .min()
-            .unwrap_or(self.tail);
-        self.tail - self.floor < capacity as u64
-    }
-
-    /// [`has_room`](Self::has_room) for a publisher that waits if not, or on
-    /// its behalf: without room, announces the message it waits to see yielded
-    /// (the smallest `next`), then looks again (invariant 5). `wake_at` is
-    /// clear whenever this returns `true`.
-    pub(super) fn room_or_announce(&mut self, shared: &Shared<T>) -> bool {
-        if !self.has_room(shared.capacity) {
-            shared.wake_at.store(self.floor, Ordering::SeqCst);
-            if !self.has_room(shared.capacity) {
-                return false;
-            }
-        }
-        // Only a blocked publisher set it: the common case writes nothing
-        // to the line every yielding subscription reads.
-        if shared.wake_at.load(Ordering::SeqCst) != u64::MAX {
-            shared.wake_at.store(u64::MAX, Ordering::SeqCst);
-        }
-        true
     }
 
     /// The final count of a private subscription, or where it stands.
@@ -390,183 +324,5 @@ impl<T> Core<T> {
             }
             _ => self.end.clone(),
         }
-    }
-
-    /// Private subscription `id` wants its next message, which it expects to
-    /// be number `expected`.
-    pub(super) fn take_private(
-        &mut self,
-        id: usize,
-        expected: u64,
-        cache: &mut VecDeque<(u64, T)>,
-        waker: &Waker,
-    ) -> Took {
-        let ended = self.end.is_some();
-        let entry = self.private_subs.get_mut(id);
-        match entry.queue.front() {
-            Some(&(seq, _)) if seq != expected => return Took::GapBefore { seq },
-            Some(_) => {
-                cache.extend(entry.queue.pop_front());
-                return Took::Some { skipped: 0 };
-            }
-            None => {}
-        }
-        if entry.disconnected || ended {
-            return Took::End {
-                missed: entry.missed,
-            };
-        }
-        park(&mut entry.waker, waker);
-        Took::Parked
-    }
-}
-
-impl<T: Clone> Core<T> {
-    /// Publishes `msg` (the caller checked it may: not closed, its turn, room).
-    /// Returns how many subscriptions received it.
-    pub(super) fn push(&mut self, msg: T, shared: &Shared<T>) -> usize {
-        let seq = self.tail;
-        let capacity = shared.capacity;
-        let mut reached = self.ring_subs.len();
-        for entry in self.private_subs.iter_mut() {
-            if entry.disconnected {
-                continue;
-            }
-            if entry.queue.len() < capacity {
-                entry.queue.push_back((seq, msg.clone()));
-                reached += 1;
-            } else {
-                entry.missed += 1;
-                if !entry.disconnect {
-                    continue;
-                }
-                entry.disconnected = true;
-                shared.subscribers.fetch_sub(1, Ordering::SeqCst);
-            }
-            if let Some(waker) = entry.waker.take() {
-                waker.wake();
-            }
-        }
-        self.tail += 1;
-        let replay = shared.replay.load(Ordering::Relaxed);
-        if self.ring_subs.len() > 0 || replay > 0 {
-            if self.ring.len() == capacity {
-                // Invariant 3: only lagging DropOldest subscriptions lose it.
-                self.ring.pop_front();
-                self.base += 1;
-            }
-            self.ring.push_back(msg);
-            if self.ring_subs.len() == 0 {
-                self.passed = self.tail;
-            }
-            self.pop_unneeded(replay);
-            self.wake_ring_parked();
-        } else {
-            debug_assert!(self.ring.is_empty());
-            self.base = self.tail;
-            self.passed = self.tail;
-        }
-        shared.tail.store(self.tail, Ordering::Release);
-        reached
-    }
-
-    /// Attaches a new subscription with `policy`, holding the replay window.
-    /// Returns how it is attached and the first message it will see.
-    pub(super) fn subscribe(
-        &mut self,
-        policy: SlowSubscriber,
-        shared: &Shared<T>,
-    ) -> (Handle, u64) {
-        if matches!(self.end, Some(EndReason::Cancelled(_))) {
-            return (Handle::Detached, self.tail);
-        }
-        let replay = shared.replay.load(Ordering::Relaxed) as u64;
-        let start = self.tail.saturating_sub(replay).max(self.base);
-        let held = (start - self.base) as usize..self.ring.len();
-        shared.subscribers.fetch_add(1, Ordering::SeqCst);
-        let handle = match policy {
-            SlowSubscriber::Backpressure | SlowSubscriber::DropOldest => {
-                if self.ring_subs.len() == 0 || start < self.passed {
-                    self.passed = start;
-                }
-                let next = (policy == SlowSubscriber::Backpressure).then(|| {
-                    if self.backpressure == 0 || start < self.floor {
-                        self.floor = start;
-                    }
-                    self.backpressure += 1;
-                    Arc::new(Padded(AtomicU64::new(start)))
-                });
-                let id = self.ring_subs.insert(RingEntry {
-                    cursor: start,
-                    next: next.clone(),
-                    waker: None,
-                });
-                Handle::Ring {
-                    id,
-                    cursor: start,
-                    next,
-                }
-            }
-            SlowSubscriber::DropNewest | SlowSubscriber::Disconnect => {
-                let queue = self
-                    .ring
-                    .range(held)
-                    .zip(start..)
-                    .map(|(msg, seq)| (seq, msg.clone()))
-                    .collect();
-                let id = self.private_subs.insert(PrivateEntry {
-                    queue,
-                    disconnect: policy == SlowSubscriber::Disconnect,
-                    disconnected: false,
-                    missed: 0,
-                    waker: None,
-                });
-                Handle::Private { id }
-            }
-        };
-        (handle, start)
-    }
-
-    /// Ring subscription `id` copies what it has not seen into `cache`.
-    pub(super) fn take_ring(
-        &mut self,
-        id: usize,
-        cursor: &mut u64,
-        cache: &mut VecDeque<(u64, T)>,
-        waker: &Waker,
-        replay: usize,
-    ) -> Took {
-        let start = (*cursor).max(self.base);
-        let skipped = start - *cursor;
-        let end = self.tail.min(start + BATCH);
-        let from = (start - self.base) as usize;
-        // A panicking `Clone` leaves the topic's state whole: cursors move after.
-        let copies = self.ring.range(from..from + (end - start) as usize);
-        cache.extend((start..).zip(copies.cloned()));
-        *cursor = end;
-        let entry = self.ring_subs.get_mut(id);
-        let was = std::mem::replace(&mut entry.cursor, end);
-        if end > start {
-            if was <= self.passed {
-                self.recompute_passed();
-                self.pop_unneeded(replay);
-            }
-            return Took::Some { skipped };
-        }
-        if self.end.is_some() {
-            return Took::End { missed: 0 };
-        }
-        if entry.waker.is_none() {
-            self.ring_parked += 1;
-        }
-        park(&mut entry.waker, waker);
-        Took::Parked
-    }
-}
-
-fn park(slot: &mut Option<Waker>, waker: &Waker) {
-    match slot {
-        Some(old) => old.clone_from(waker),
-        None => *slot = Some(waker.clone()),
     }
 }

@@ -97,8 +97,10 @@
 //! ```
 
 mod core;
+mod deliver;
 mod error;
 mod publish;
+mod room;
 mod slab;
 mod subscription;
 mod topic;
