@@ -773,3 +773,16 @@ async fn backpressure_with_tiny_buffers_never_strands_anyone() {
         }
     }
 }
+
+#[test]
+fn handles_and_futures_cross_threads() {
+    fn send_sync<X: Send + Sync>(_: &X) {}
+    fn send<X: Send>(_: &X) {}
+    let topic = Topic::<String>::new(1);
+    let sub = topic.subscribe();
+    let publish = topic.publish(String::new());
+    send_sync(&topic);
+    send_sync(&sub);
+    send(&publish);
+    send_sync(&sub.with_gaps());
+}
