@@ -19,6 +19,7 @@ async fn main() {
     fan_out().await;
     pipeline().await;
     shutdown().await;
+    pubsub().await;
 }
 
 /// Go's `context.WithTimeout` + `WithValue`.
@@ -124,6 +125,27 @@ async fn fan_out() {
     let lanes = orders.partition(2, |(customer, _): &(&str, u32)| *customer);
     let lanes = futures::future::join_all(lanes.into_iter().map(|l| l.collect::<Vec<_>>())).await;
     println!("   {lanes:?}");
+}
+
+/// Go's publisher and subscribers: a topic, with a policy for slow subscribers.
+async fn pubsub() {
+    println!("== pub/sub: every subscriber gets every message; a slow one chooses what to lose");
+    let alerts = Topic::new(2);
+    let pager = tokio::spawn(alerts.subscribe().collect::<Vec<u32>>()); // Backpressure: all
+    let mut late = alerts
+        .subscribe_with(SlowSubscriber::DropOldest)
+        .with_gaps();
+    for alert in 1..=5 {
+        let reached = alerts.publish(alert).await.unwrap();
+        println!("   alert {alert} reached {reached} subscribers");
+    }
+    alerts.close(); // both drain what they hold, then end
+    println!("   pager got {:?}", pager.await.unwrap());
+    let mut seen = Vec::new();
+    while let Some(item) = late.next().await {
+        seen.push(item);
+    }
+    println!("   the late reader got {seen:?} (missed {})", late.missed());
 }
 
 /// Go's generator: lazy (unbuffered channel) and running ahead (buffered).

@@ -10,6 +10,7 @@
 //! | errgroup | [`s.try_par_map(n, f)`](ConcurrentStreamExt::try_par_map), [`TaskGroup`](pool::TaskGroup) |
 //! | semaphore: a buffered channel of tokens | the `workers` bound of every pool operator; [`TaskGroup::limit`](pool::TaskGroup::limit); [`RateLimiter`](rate::RateLimiter) for calls per second |
 //! | rate limit: `time.Tick`, a bursty limiter | [`s.rate_limit(Rate::per_second(n).burst(b))`](ConcurrentStreamExt::rate_limit), [`RateLimiter::until_ready`](rate::RateLimiter::until_ready) |
+//! | pub/sub: a publisher and subscriber channels | [`Topic`](pubsub::Topic): bounded per-subscriber buffers, [`SlowSubscriber`](pubsub::SlowSubscriber) policies, [`missed`](pubsub::Subscription::missed) counts |
 //! | `context.Context`: cancellation, deadline, values | [`TaskContext`] |
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
@@ -143,6 +144,7 @@ pub mod fan_out;
 pub mod generator;
 pub mod pipeline;
 pub mod pool;
+pub mod pubsub;
 #[cfg(feature = "rate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
 pub mod rate;
@@ -180,4 +182,6 @@ pub mod prelude {
 
     // graceful shutdown
     pub use crate::shutdown::{Shutdown, ShutdownReport};
+    // pub/sub
+    pub use crate::pubsub::{Received, SlowSubscriber, Subscription, Topic};
 }
