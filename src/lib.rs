@@ -73,6 +73,9 @@ pub mod fan_out;
 pub mod generator;
 pub mod pool;
 pub mod rate;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 mod ext;
 mod internal;
