@@ -2,7 +2,10 @@
 // `redis-server` (or a line saying the example was skipped), twenty jobs in
 // stream `doc-jobs`, and a source on it as consumer `doc-1` of group `doc`.
 
-include!("redis_server.rs");
+mod redis_server {
+    include!("redis_server.rs");
+}
+use redis_server::RedisServer;
 
 static DOC_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 

@@ -1,14 +1,16 @@
-// A throwaway `redis-server` for tests, benches and doc examples: a free
-// loopback port, persistence off, a temporary directory, killed on drop.
-// Standard library only, so that tests, benches and doctests can all
-// `include!` it.
+//! A throwaway `redis-server` for tests, benches and doc examples: a free
+//! loopback port, persistence off, a temporary directory, killed on drop.
+//! Standard library only, so that tests and benches can use it as a module
+//! (`#[path]`) and doc examples can `include!` it.
+
+#![allow(dead_code)]
 
 use std::io::{Read as _, Write as _};
-use std::net::{Shutdown as NetShutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::time::{Duration as StdDuration, Instant as StdInstant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// A running `redis-server`, killed (and its directory removed) on drop.
 pub struct RedisServer {
@@ -28,13 +30,13 @@ fn answers_ping(port: u16) -> bool {
     let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let _ = conn.set_read_timeout(Some(StdDuration::from_millis(500)));
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
     if conn.write_all(b"PING\r\n").is_err() {
         return false;
     }
     let mut reply = [0_u8; 7];
     let ok = conn.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n";
-    let _ = conn.shutdown(NetShutdown::Both);
+    let _ = conn.shutdown(Shutdown::Both);
     ok
 }
 
@@ -51,7 +53,7 @@ impl RedisServer {
         };
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         for _attempt in 0..5 {
-            let n = STARTED.fetch_add(1, AtomicOrdering::Relaxed);
+            let n = STARTED.fetch_add(1, Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!(
                 "tokio-conc-redis-{}-{n}",
                 std::process::id()
@@ -77,8 +79,8 @@ impl RedisServer {
                 port,
                 dir,
             };
-            let deadline = StdInstant::now() + StdDuration::from_secs(10);
-            while StdInstant::now() < deadline {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
                 if answers_ping(port) {
                     return Some(server);
                 }
@@ -90,7 +92,7 @@ impl RedisServer {
                 if exited {
                     break; // the port was taken meanwhile: try another
                 }
-                std::thread::sleep(StdDuration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(10));
             }
             server.kill();
         }
