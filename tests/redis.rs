@@ -103,12 +103,19 @@ async fn pending_ids(client: &Client, key: &str, group: &str) -> BTreeSet<EntryI
         .query_async(&mut c)
         .await
         .unwrap();
-    reply.into_iter().map(|(id, ..)| id.parse().unwrap()).collect()
+    reply
+        .into_iter()
+        .map(|(id, ..)| id.parse().unwrap())
+        .collect()
 }
 
 async fn xlen(client: &Client, key: &str) -> u64 {
     let mut c = conn(client).await;
-    driver::cmd("XLEN").arg(key).query_async(&mut c).await.unwrap()
+    driver::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
 }
 
 /// Waits until `check` holds, polling every 20 ms; panics naming `what` after
@@ -205,11 +212,17 @@ async fn share(consumers: &'static [&'static str]) {
     for (consumer, job, deliveries) in &entries {
         per_job[*job as usize] += 1;
         *per_consumer.entry(consumer.clone()).or_default() += 1;
-        assert_eq!(*deliveries, 1, "nothing was reclaimed, so nothing redelivered");
+        assert_eq!(
+            *deliveries, 1,
+            "nothing was reclaimed, so nothing redelivered"
+        );
     }
     assert!(per_job.iter().all(|&n| n == 1), "every entry exactly once");
     for name in consumers {
-        assert!(per_consumer.get(*name).copied().unwrap_or(0) > 0, "{name} got a share: {per_consumer:?}");
+        assert!(
+            per_consumer.get(*name).copied().unwrap_or(0) > 0,
+            "{name} got a share: {per_consumer:?}"
+        );
     }
     eventually("every acknowledgement flushed", || async {
         pending(&client, "jobs", "g").await.0 == 0
@@ -308,7 +321,13 @@ async fn a_dropped_consumers_pending_entries_are_finished_by_another() {
         held.push(within("a's read", a.next()).await.unwrap().unwrap());
     }
     eventually("a's acknowledgements", || async {
-        pending(&client, "jobs", "g").await.1.get("a").copied().unwrap_or(0) <= 40
+        pending(&client, "jobs", "g")
+            .await
+            .1
+            .get("a")
+            .copied()
+            .unwrap_or(0)
+            <= 40
     })
     .await;
     drop(held);
@@ -329,7 +348,10 @@ async fn a_dropped_consumers_pending_entries_are_finished_by_another() {
 
     let by_b: HashSet<u32> = log.jobs().into_iter().collect();
     assert_eq!(by_b.len(), log.len(), "b handled each once");
-    assert!(by_b.is_disjoint(&acked_by_a), "acknowledged entries are never redelivered");
+    assert!(
+        by_b.is_disjoint(&acked_by_a),
+        "acknowledged entries are never redelivered"
+    );
     let all: HashSet<u32> = by_b.union(&acked_by_a).copied().collect();
     assert_eq!(all.len(), 300, "the final set is complete");
     eventually("everything acknowledged", || async {
@@ -386,7 +408,11 @@ async fn a_poison_entry_reaches_the_dead_letter_stream_and_the_rest_flow() {
     ctx.cancel();
     within("the worker's end", worker).await.unwrap();
 
-    assert_eq!(poison_tries.load(Ordering::SeqCst), 3, "tried max_deliveries times");
+    assert_eq!(
+        poison_tries.load(Ordering::SeqCst),
+        3,
+        "tried max_deliveries times"
+    );
     let handled = log.entries();
     assert_eq!(handled.len(), 199);
     for (_, job, n) in &handled {
@@ -415,10 +441,14 @@ async fn a_poison_entry_reaches_the_dead_letter_stream_and_the_rest_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_that_does_not_decode_goes_to_the_dead_letter_stream_at_once() {
-    let server = server_or_skip!("an_entry_that_does_not_decode_goes_to_the_dead_letter_stream_at_once");
+    let server =
+        server_or_skip!("an_entry_that_does_not_decode_goes_to_the_dead_letter_stream_at_once");
     let client = open(&server.url()).unwrap();
     let items = futures::stream::iter(["1", "two", "3"]).map(|v| [("job", v)]);
-    RedisSink::new(&client, "jobs").write_all(items).await.unwrap();
+    RedisSink::new(&client, "jobs")
+        .write_all(items)
+        .await
+        .unwrap();
     let mut source = RedisSource::new(&client, "jobs", "g", "w")
         .decode(|f| f.parse::<u32>("job"))
         .connect()
@@ -429,7 +459,10 @@ async fn an_entry_that_does_not_decode_goes_to_the_dead_letter_stream_at_once() 
         assert_eq!(*d.fields(), expected);
         d.ack();
     }
-    eventually("the dead letter", || async { xlen(&client, "jobs:dead").await == 1 }).await;
+    eventually("the dead letter", || async {
+        xlen(&client, "jobs:dead").await == 1
+    })
+    .await;
     let mut c = conn(&client).await;
     let dead: Vec<(String, HashMap<String, String>)> = driver::cmd("XRANGE")
         .arg("jobs:dead")
@@ -462,25 +495,32 @@ async fn unacknowledged_entries_never_exceed_prefetch() {
         .unwrap();
     let (g, s, dn) = (Arc::clone(&gate), Arc::clone(&started), Arc::clone(&done));
     // Far more workers than prefetch: the pool asks for more than it may get.
-    let worker = tokio::spawn(source.par_map_unordered(64, move |d| {
-        let (g, s, dn) = (Arc::clone(&g), Arc::clone(&s), Arc::clone(&dn));
-        async move {
-            let d = d.unwrap();
-            s.fetch_add(1, Ordering::SeqCst);
-            g.acquire().await.unwrap().forget();
-            d.ack();
-            dn.fetch_add(1, Ordering::SeqCst);
-        }
-    })
-    .take(200)
-    .collect::<Vec<_>>());
+    let worker = tokio::spawn(
+        source
+            .par_map_unordered(64, move |d| {
+                let (g, s, dn) = (Arc::clone(&g), Arc::clone(&s), Arc::clone(&dn));
+                async move {
+                    let d = d.unwrap();
+                    s.fetch_add(1, Ordering::SeqCst);
+                    g.acquire().await.unwrap().forget();
+                    d.ack();
+                    dn.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .take(200)
+            .collect::<Vec<_>>(),
+    );
 
     eventually("prefetch handed out", || async {
         started.load(Ordering::SeqCst) == PREFETCH as usize
     })
     .await;
     sleep(Duration::from_millis(300)).await;
-    assert_eq!(started.load(Ordering::SeqCst), PREFETCH as usize, "no more than prefetch");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        PREFETCH as usize,
+        "no more than prefetch"
+    );
     assert_eq!(pending(&client, "jobs", "g").await.1["w"], PREFETCH);
 
     // Let them through a few at a time, asking the server all along.
@@ -505,7 +545,10 @@ async fn unacknowledged_entries_never_exceed_prefetch() {
     stop.cancel();
     sampler.await.unwrap();
     let max_seen = max_seen.load(Ordering::SeqCst);
-    assert!(max_seen <= PREFETCH, "the server saw {max_seen} pending > prefetch {PREFETCH}");
+    assert!(
+        max_seen <= PREFETCH,
+        "the server saw {max_seen} pending > prefetch {PREFETCH}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,7 +617,10 @@ async fn cancelling_mid_stream_loses_nothing() {
     assert!(acked.len() >= 300);
     assert!(pending.is_disjoint(&unread) && acked.is_disjoint(&unread));
     let accounted = acked.len() + pending.len() + unread.len();
-    assert_eq!(accounted, 1000, "acknowledged + pending + unread = all added");
+    assert_eq!(
+        accounted, 1000,
+        "acknowledged + pending + unread = all added"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,7 +678,11 @@ async fn closing_the_source_flushes_the_acks_of_deliveries_still_running() {
             .collect(),
     )
     .await;
-    assert_eq!(out.len(), handled.len(), "every delivery handed out finished");
+    assert_eq!(
+        out.len(),
+        handled.len(),
+        "every delivery handed out finished"
+    );
     eventually("the drained deliveries' acks", || async {
         pending(&client, "jobs", "g").await.0 == 0
     })
@@ -664,7 +714,9 @@ async fn a_server_killed_mid_run_is_an_error_not_a_hang() {
     let mut server = server_or_skip!("a_server_killed_mid_run_is_an_error_not_a_hang");
     let client = open(&server.url()).unwrap();
     add_jobs(&client, "jobs", 5000).await;
-    let live = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let live = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let handled = Arc::new(AtomicUsize::new(0));
     let source = RedisSource::new(&client, "jobs", "g", "w")
         .connect()
@@ -686,7 +738,10 @@ async fn a_server_killed_mid_run_is_an_error_not_a_hang() {
             .filter_map(|r| async move { r.err() })
             .collect::<Vec<_>>(),
     );
-    eventually("a start", || async { handled.load(Ordering::SeqCst) >= 200 }).await;
+    eventually("a start", || async {
+        handled.load(Ordering::SeqCst) >= 200
+    })
+    .await;
     server.kill();
     let errors = within("the run after the server died", run).await.unwrap();
     let addr = server.addr();
@@ -695,7 +750,10 @@ async fn a_server_killed_mid_run_is_an_error_not_a_hang() {
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
     assert!(err.to_string().contains(&addr), "`{err}` names {addr}");
     eventually("every task ended", || async {
-        tokio::runtime::Handle::current().metrics().num_alive_tasks() <= live
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            <= live
     })
     .await;
 }
@@ -718,7 +776,10 @@ async fn an_unreachable_server_is_a_clear_error_within_the_timeout() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 
     // A server that accepts and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -774,13 +835,19 @@ async fn a_key_that_is_not_a_stream_is_named_in_the_error() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::WrongType { key, .. } if key == "plain"), "{err:?}");
+    assert!(
+        matches!(&err, Error::WrongType { key, .. } if key == "plain"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("`plain`"), "{err}");
     let err = RedisSink::new(&client, "plain")
         .write_all(futures::stream::iter([[("a", 1)]]))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::WrongType { key, .. } if key == "plain"), "{err:?}");
+    assert!(
+        matches!(&err, Error::WrongType { key, .. } if key == "plain"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -788,7 +855,11 @@ async fn the_sink_writes_in_order_trims_and_names_the_key_when_refused() {
     let server = server_or_skip!("the_sink_writes_in_order_trims_and_names_the_key_when_refused");
     let client = open(&server.url()).unwrap();
     add_jobs(&client, "ordered", 1000).await;
-    let jobs: Vec<u32> = all_jobs(&client, "ordered").await.into_iter().map(|e| e.1).collect();
+    let jobs: Vec<u32> = all_jobs(&client, "ordered")
+        .await
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
     assert_eq!(jobs, (0..1000).collect::<Vec<_>>());
 
     let items = futures::stream::iter(0..5000_u32).map(|i| [("n", i)]);
@@ -850,9 +921,72 @@ async fn commit_writes_each_result_and_its_ack_together() {
             })
             .collect::<Vec<_>>(),
     );
-    eventually("300 commits", || async { committed.load(Ordering::SeqCst) == 300 }).await;
+    eventually("300 commits", || async {
+        committed.load(Ordering::SeqCst) == 300
+    })
+    .await;
     ctx.cancel();
     within("the worker", worker).await.unwrap();
     assert_eq!(xlen(&client, "results").await, 300);
-    assert_eq!(pending(&client, "jobs", "g").await.0, 0, "acknowledged in the same transaction");
+    assert_eq!(
+        pending(&client, "jobs", "g").await.0,
+        0,
+        "acknowledged in the same transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_merged_with_fan_in_are_all_handled() {
+    let server = server_or_skip!("shards_merged_with_fan_in_are_all_handled");
+    let client = open(&server.url()).unwrap();
+    let ctx = TaskContext::background();
+    let mut shards = Vec::new();
+    for i in 0..3 {
+        let key = format!("jobs:{{{i}}}");
+        add_jobs(&client, &key, 400).await;
+        let source = RedisSource::new(&client, key.as_str(), "g", "w")
+            .dead_letter(format!("{key}:dead"))
+            .context(&ctx)
+            .connect()
+            .await
+            .unwrap();
+        shards.push(source);
+    }
+    let log = Log::default();
+    let worker = tokio::spawn(work_merged(fan_in(shards), log.clone()));
+    eventually("three shards", || async { log.len() >= 1200 }).await;
+    ctx.cancel();
+    within("the worker", worker).await.unwrap();
+    let mut per_job: HashMap<u32, usize> = HashMap::new();
+    for job in log.jobs() {
+        *per_job.entry(job).or_default() += 1;
+    }
+    assert_eq!(per_job.len(), 400);
+    assert!(per_job.values().all(|&n| n == 3), "each job once per shard");
+    for i in 0..3 {
+        let key = format!("jobs:{{{i}}}");
+        eventually("the shard's acks", || async {
+            pending(&client, &key, "g").await.0 == 0
+        })
+        .await;
+    }
+}
+
+async fn work_merged(
+    source: impl futures::Stream<Item = Result<Delivery<Fields>, Error>> + Send + 'static,
+    log: Log,
+) {
+    source
+        .par_map_unordered(8, move |d| {
+            let log = log.clone();
+            async move {
+                let d = d?;
+                log.record("w", job(&d), d.delivery_count());
+                d.ack_after(|_| async { Ok::<_, String>(()) })
+                    .await
+                    .map_err(BoxError::from)
+            }
+        })
+        .for_each(|_| async {})
+        .await
 }

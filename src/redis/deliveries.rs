@@ -174,7 +174,8 @@ impl<T> Deliveries<T> {
 
     /// Entries of a read arrived: `reserved` slots were taken for them.
     fn absorb_read(&mut self, entries: Vec<RawEntry>, reserved: usize) {
-        self.shared().unreserve(reserved.saturating_sub(entries.len()));
+        self.shared()
+            .unreserve(reserved.saturating_sub(entries.len()));
         let fresh = self.shared().adopt(entries.iter().map(|e| e.id));
         for (entry, fresh) in entries.into_iter().zip(fresh) {
             if !fresh {
@@ -240,7 +241,11 @@ impl<T> Deliveries<T> {
 
     fn give_back(&mut self) {
         if !self.buffer.is_empty() {
-            let entries = self.buffer.drain(..).map(|e| (e.id, e.deliveries)).collect();
+            let entries = self
+                .buffer
+                .drain(..)
+                .map(|e| (e.id, e.deliveries))
+                .collect();
             self.link.send(AckMsg::GiveBack(entries));
         }
     }

@@ -275,7 +275,9 @@ pub(crate) fn parse_read(value: Value) -> Result<Vec<RawEntry>, ::redis::RedisEr
 /// The reply of `XAUTOCLAIM`: the cursor to go on from and the claimed
 /// entries (a third element, ids deleted meanwhile, is dropped: Redis has
 /// already removed them from the pending list).
-pub(crate) fn parse_autoclaim(value: Value) -> Result<(String, Vec<RawEntry>), ::redis::RedisError> {
+pub(crate) fn parse_autoclaim(
+    value: Value,
+) -> Result<(String, Vec<RawEntry>), ::redis::RedisError> {
     let bad = || malformed("an XAUTOCLAIM reply");
     let mut parts = into_array(value).ok_or_else(bad)?.into_iter();
     let cursor = parts.next().and_then(into_bytes).ok_or_else(bad)?;

@@ -153,7 +153,10 @@ impl fmt::Display for Error {
                 key,
                 command,
                 source,
-            } => write!(f, "Redis at {server} refused {command} on `{key}`: {source}"),
+            } => write!(
+                f,
+                "Redis at {server} refused {command} on `{key}`: {source}"
+            ),
             Error::Stopped(why) => write!(f, "stopped: {why}"),
         }
     }

@@ -54,10 +54,8 @@ impl RedisServer {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         for _attempt in 0..5 {
             let n = STARTED.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "tokio-conc-redis-{}-{n}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("tokio-conc-redis-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("create the server's temporary directory");
             let port = TcpListener::bind(("127.0.0.1", 0))
                 .and_then(|l| l.local_addr())
