@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FusedStream;
 use tokio::time::{sleep, timeout};
 use tokio_conc::prelude::*;
 use tokio_conc::redis::driver::aio::MultiplexedConnection;
@@ -989,4 +990,40 @@ async fn work_merged(
         })
         .for_each(|_| async {})
         .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_context_the_source_takes_the_current_one() {
+    let server = server_or_skip!("without_a_context_the_source_takes_the_current_one");
+    let client = open(&server.url()).unwrap();
+    let ctx = TaskContext::background();
+    let mut source = ctx
+        .scope(RedisSource::new(&client, "empty", "g", "w").connect())
+        .await
+        .unwrap();
+    ctx.cancel();
+    let first = within("the stopped source", source.next()).await;
+    assert!(matches!(first, Some(Err(Error::Stopped(_)))), "{first:?}");
+    assert!(source.is_terminated());
+}
+
+#[test]
+#[should_panic(expected = "`prefetch` must be at least 1")]
+fn a_zero_prefetch_panics_naming_it() {
+    let client = open("redis://127.0.0.1:1/").unwrap();
+    let _ = RedisSource::new(&client, "k", "g", "c").prefetch(0);
+}
+
+#[test]
+#[should_panic(expected = "`max_deliveries` must be at least 1")]
+fn zero_max_deliveries_panics_naming_it() {
+    let client = open("redis://127.0.0.1:1/").unwrap();
+    let _ = RedisSource::new(&client, "k", "g", "c").max_deliveries(0);
+}
+
+#[test]
+#[should_panic(expected = "`batch` must be at least 1")]
+fn a_zero_sink_batch_panics_naming_it() {
+    let client = open("redis://127.0.0.1:1/").unwrap();
+    let _ = RedisSink::new(&client, "k").batch(0);
 }

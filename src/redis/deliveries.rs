@@ -216,7 +216,7 @@ impl<T> Deliveries<T> {
                 self.shared().unreserve(1);
             }
         }
-        self.absorb_read(rest, reserved - exhausted.len());
+        self.absorb_read(rest, reserved.saturating_sub(exhausted.len()));
     }
 
     /// Hands out one buffered entry, or sends it to the dead-letter stream if
