@@ -150,54 +150,67 @@ async fn add_one_by_one(conn: &mut MultiplexedConnection, key: &str, n: u64) {
     }
 }
 
-fn consume(c: &mut Criterion, rt: &Runtime, client: &Client) {
-    let mut group = c.benchmark_group("redis/consume");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(8));
-    for (name, n, prefetch) in [
-        ("tokio-conc source", BATCHED, None),
-        ("tokio-conc source, prefetch 1024", BATCHED, Some(1024)),
-        ("XREADGROUP COUNT 1 + XACK", BY_HAND, None),
-    ] {
-        group.throughput(Throughput::Elements(n));
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let key = fresh_key();
-                        create_group(&mut conn, &key).await;
-                        fill(client, &key, n).await;
-                        let start = Instant::now();
-                        if n == BATCHED {
-                            batched(client, &mut conn, &key, n, prefetch).await;
-                        } else {
-                            one_by_one(&mut conn, &key, n).await;
-                        }
-                        total += start.elapsed();
-                        drop_key(&mut conn, &key).await;
-                    }
-                    total
-                })
-            });
-        });
+/// One run of `n` entries on a fresh key; with `timed_add`, adding them is
+/// timed too. Returns the time taken.
+async fn one_run(
+    client: &Client,
+    conn: &mut MultiplexedConnection,
+    n: u64,
+    prefetch: Option<usize>,
+    timed_add: bool,
+) -> Duration {
+    let key = fresh_key();
+    create_group(conn, &key).await;
+    if !timed_add {
+        fill(client, &key, n).await;
     }
-    group.finish();
+    let start = Instant::now();
+    match (n == BATCHED, timed_add) {
+        (true, false) => batched(client, conn, &key, n, prefetch).await,
+        (true, true) => {
+            let producer = {
+                let (client, key) = (client.clone(), key.clone());
+                tokio::spawn(async move { fill(&client, &key, n).await })
+            };
+            batched(client, conn, &key, n, prefetch).await;
+            producer.await.unwrap();
+        }
+        (false, timed_add) => {
+            if timed_add {
+                add_one_by_one(conn, &key, n).await;
+            }
+            one_by_one(conn, &key, n).await;
+        }
+    }
+    let took = start.elapsed();
+    drop_key(conn, &key).await;
+    took
 }
 
-fn end_to_end(c: &mut Criterion, rt: &Runtime, client: &Client) {
-    let mut group = c.benchmark_group("redis/end_to_end");
+/// `redis/consume` (entries added beforehand) or `redis/end_to_end` (adding
+/// timed too).
+fn throughput(c: &mut Criterion, rt: &Runtime, client: &Client, timed_add: bool) {
+    let (group_name, ours, by_hand) = if timed_add {
+        (
+            "redis/end_to_end",
+            "tokio-conc sink + source",
+            "XADD, XREADGROUP COUNT 1, XACK",
+        )
+    } else {
+        (
+            "redis/consume",
+            "tokio-conc source",
+            "XREADGROUP COUNT 1 + XACK",
+        )
+    };
+    let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(8));
+    let tuned = format!("{ours}, prefetch 1024");
     for (name, n, prefetch) in [
-        ("tokio-conc sink + source", BATCHED, None),
-        (
-            "tokio-conc sink + source, prefetch 1024",
-            BATCHED,
-            Some(1024),
-        ),
-        ("XADD, XREADGROUP COUNT 1, XACK", BY_HAND, None),
+        (ours, BATCHED, None),
+        (tuned.as_str(), BATCHED, Some(1024)),
+        (by_hand, BY_HAND, None),
     ] {
         group.throughput(Throughput::Elements(n));
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
@@ -206,22 +219,7 @@ fn end_to_end(c: &mut Criterion, rt: &Runtime, client: &Client) {
                     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let key = fresh_key();
-                        create_group(&mut conn, &key).await;
-                        let start = Instant::now();
-                        if n == BATCHED {
-                            let producer = {
-                                let (client, key) = (client.clone(), key.clone());
-                                tokio::spawn(async move { fill(&client, &key, n).await })
-                            };
-                            batched(client, &mut conn, &key, n, prefetch).await;
-                            producer.await.unwrap();
-                        } else {
-                            add_one_by_one(&mut conn, &key, n).await;
-                            one_by_one(&mut conn, &key, n).await;
-                        }
-                        total += start.elapsed();
-                        drop_key(&mut conn, &key).await;
+                        total += one_run(client, &mut conn, n, prefetch, timed_add).await;
                     }
                     total
                 })
@@ -242,8 +240,8 @@ fn main() {
         .unwrap();
     let client = tokio_conc::redis::open(&server.url()).unwrap();
     let mut c = Criterion::default().configure_from_args();
-    consume(&mut c, &rt, &client);
-    end_to_end(&mut c, &rt, &client);
+    throughput(&mut c, &rt, &client, false);
+    throughput(&mut c, &rt, &client, true);
     c.final_summary();
     drop(server);
 }

@@ -59,15 +59,8 @@ async fn add_jobs(client: &Client, key: &str, n: u32) {
 
 /// Every entry id of `key`, in order, with its job number.
 async fn all_jobs(client: &Client, key: &str) -> Vec<(EntryId, u32)> {
-    let mut c = conn(client).await;
-    let reply: Vec<(String, HashMap<String, String>)> = driver::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
+    entries(client, key)
         .await
-        .unwrap();
-    reply
         .into_iter()
         .map(|(id, f)| (id.parse().unwrap(), f["job"].parse().unwrap()))
         .collect()
@@ -114,6 +107,24 @@ async fn xlen(client: &Client, key: &str) -> u64 {
     let mut c = conn(client).await;
     driver::cmd("XLEN")
         .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+/// Waits until group `g` of `key` has nothing pending (every acknowledgement
+/// flushed).
+async fn nothing_pending(client: &Client, key: &str, what: &str) {
+    eventually(what, || async { pending(client, key, "g").await.0 == 0 }).await
+}
+
+/// Every entry of `key`: its id and fields.
+async fn entries(client: &Client, key: &str) -> Vec<(String, HashMap<String, String>)> {
+    let mut c = conn(client).await;
+    driver::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
         .query_async(&mut c)
         .await
         .unwrap()
@@ -179,6 +190,22 @@ async fn work(source: Deliveries<Fields>, name: &'static str, log: Log) -> Vec<E
         .await
 }
 
+/// Runs one worker ([`work`]) on `source` until it has handled `count`
+/// entries, then cancels it; returns what it handled.
+async fn work_until(source: RedisSource, name: &'static str, count: usize) -> Log {
+    let ctx = TaskContext::background();
+    let log = Log::default();
+    let source = source.context(&ctx).connect().await.unwrap();
+    let worker = tokio::spawn(work(source, name, log.clone()));
+    eventually(&format!("{name} handling {count}"), || async {
+        log.len() >= count
+    })
+    .await;
+    ctx.cancel();
+    within(&format!("{name}'s end"), worker).await.unwrap();
+    log
+}
+
 async fn share(consumers: &'static [&'static str]) {
     let server = server_or_skip!("consumers_share_a_stream");
     let client = open(&server.url()).unwrap();
@@ -225,10 +252,7 @@ async fn share(consumers: &'static [&'static str]) {
             "{name} got a share: {per_consumer:?}"
         );
     }
-    eventually("every acknowledgement flushed", || async {
-        pending(&client, "jobs", "g").await.0 == 0
-    })
-    .await;
+    nothing_pending(&client, "jobs", "every acknowledgement flushed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,18 +293,9 @@ async fn a_dead_consumers_entries_are_reclaimed_and_finished() {
         .await
         .unwrap();
 
-    let ctx = TaskContext::background();
-    let log = Log::default();
-    let source = RedisSource::new(&client, "jobs", "g", "rescuer")
-        .claim_idle(Duration::from_millis(200))
-        .context(&ctx)
-        .connect()
-        .await
-        .unwrap();
-    let worker = tokio::spawn(work(source, "rescuer", log.clone()));
-    eventually("the rescue", || async { log.len() >= 500 }).await;
-    ctx.cancel();
-    within("the worker's end", worker).await.unwrap();
+    let rescuer =
+        RedisSource::new(&client, "jobs", "g", "rescuer").claim_idle(Duration::from_millis(200));
+    let log = work_until(rescuer, "rescuer", 500).await;
 
     let entries = log.entries();
     let jobs: BTreeSet<u32> = entries.iter().map(|e| e.1).collect();
@@ -290,10 +305,7 @@ async fn a_dead_consumers_entries_are_reclaimed_and_finished() {
         let expected = if job < 100 { 2 } else { 1 };
         assert_eq!(deliveries, expected, "job {job}");
     }
-    eventually("everything acknowledged", || async {
-        pending(&client, "jobs", "g").await.0 == 0
-    })
-    .await;
+    nothing_pending(&client, "jobs", "everything acknowledged").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,18 +346,8 @@ async fn a_dropped_consumers_pending_entries_are_finished_by_another() {
     drop(held);
     drop(a);
 
-    let ctx = TaskContext::background();
-    let log = Log::default();
-    let b = RedisSource::new(&client, "jobs", "g", "b")
-        .claim_idle(idle)
-        .context(&ctx)
-        .connect()
-        .await
-        .unwrap();
-    let worker = tokio::spawn(work(b, "b", log.clone()));
-    eventually("b finishing the rest", || async { log.len() >= 280 }).await;
-    ctx.cancel();
-    within("b's end", worker).await.unwrap();
+    let b = RedisSource::new(&client, "jobs", "g", "b").claim_idle(idle);
+    let log = work_until(b, "b", 280).await;
 
     let by_b: HashSet<u32> = log.jobs().into_iter().collect();
     assert_eq!(by_b.len(), log.len(), "b handled each once");
@@ -355,10 +357,7 @@ async fn a_dropped_consumers_pending_entries_are_finished_by_another() {
     );
     let all: HashSet<u32> = by_b.union(&acked_by_a).copied().collect();
     assert_eq!(all.len(), 300, "the final set is complete");
-    eventually("everything acknowledged", || async {
-        pending(&client, "jobs", "g").await.0 == 0
-    })
-    .await;
+    nothing_pending(&client, "jobs", "everything acknowledged").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,14 +418,7 @@ async fn a_poison_entry_reaches_the_dead_letter_stream_and_the_rest_flow() {
     for (_, job, n) in &handled {
         assert_eq!(*n, if job % 40 == 0 { 2 } else { 1 }, "job {job}");
     }
-    let mut c = conn(&client).await;
-    let dead: Vec<(String, HashMap<String, String>)> = driver::cmd("XRANGE")
-        .arg("jobs:poison")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let dead = entries(&client, "jobs:poison").await;
     let fields = &dead[0].1;
     let poison_id = all_jobs(&client, "jobs").await[57].0.to_string();
     assert_eq!(fields["dead_letter.id"], poison_id);
@@ -434,10 +426,7 @@ async fn a_poison_entry_reaches_the_dead_letter_stream_and_the_rest_flow() {
     assert_eq!(fields["dead_letter.deliveries"], "3");
     assert_eq!(fields["dead_letter.error"], "job 57 is poison");
     assert_eq!(fields["job"], "57", "the entry's own fields come along");
-    eventually("nothing pending", || async {
-        pending(&client, "jobs", "g").await.0 == 0
-    })
-    .await;
+    nothing_pending(&client, "jobs", "nothing pending").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,14 +453,7 @@ async fn an_entry_that_does_not_decode_goes_to_the_dead_letter_stream_at_once() 
         xlen(&client, "jobs:dead").await == 1
     })
     .await;
-    let mut c = conn(&client).await;
-    let dead: Vec<(String, HashMap<String, String>)> = driver::cmd("XRANGE")
-        .arg("jobs:dead")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let dead = entries(&client, "jobs:dead").await;
     assert_eq!(
         dead[0].1["dead_letter.error"],
         "cannot decode: field `job` does not parse"
@@ -684,26 +666,13 @@ async fn closing_the_source_flushes_the_acks_of_deliveries_still_running() {
         handled.len(),
         "every delivery handed out finished"
     );
-    eventually("the drained deliveries' acks", || async {
-        pending(&client, "jobs", "g").await.0 == 0
-    })
-    .await;
+    nothing_pending(&client, "jobs", "the drained deliveries' acks").await;
 
     // What the first worker read ahead was given back: another consumer takes
     // it at once, long before the 60 s claim_idle.
-    let ctx = TaskContext::background();
-    let log = Log::default();
-    let second = RedisSource::new(&client, "jobs", "g", "second")
-        .claim_idle(Duration::from_secs(60))
-        .context(&ctx)
-        .connect()
-        .await
-        .unwrap();
-    let worker = tokio::spawn(work(second, "second", log.clone()));
-    let first = handled.len();
-    eventually("the rest", || async { log.len() + first >= 500 }).await;
-    ctx.cancel();
-    within("the second worker", worker).await.unwrap();
+    let second =
+        RedisSource::new(&client, "jobs", "g", "second").claim_idle(Duration::from_secs(60));
+    let log = work_until(second, "second", 500 - handled.len()).await;
     let mut jobs: Vec<u32> = handled.jobs();
     jobs.extend(log.jobs());
     jobs.sort_unstable();
