@@ -11,6 +11,9 @@
 //!   (raw [`Fields`] or decoded), its delivery count, and an [`Ack`] handle.
 //! - [`RedisSink`] writes a stream's items with pipelined `XADD`s.
 //!
+//! Needs Redis 6.2 or later (`XAUTOCLAIM`); a single node, or one node per
+//! stream key of a cluster (see `docs/distributed.md`).
+//!
 //! # With the crate's operators
 //!
 //! Handlers run on a pool; [`Delivery::ack_after`] acknowledges an entry only
