@@ -13,6 +13,7 @@
 //! Run with `cargo bench --features redis --bench redis`. Quote the ratio of
 //! the two throughputs of one run; the machine's load moves both.
 
+#[allow(dead_code)]
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 

@@ -5,6 +5,7 @@
 #![cfg(feature = "redis")]
 #![allow(dead_code)]
 
+#[allow(dead_code)]
 #[path = "support/redis_server.rs"]
 mod redis_server;
 

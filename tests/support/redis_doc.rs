@@ -2,6 +2,7 @@
 // `redis-server` (or a line saying the example was skipped), twenty jobs in
 // stream `doc-jobs`, and a source on it as consumer `doc-1` of group `doc`.
 
+#[allow(dead_code)]
 mod redis_server {
     include!("redis_server.rs");
 }

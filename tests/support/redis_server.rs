@@ -1,9 +1,8 @@
-//! A throwaway `redis-server` for tests, benches and doc examples: a free
-//! loopback port, persistence off, a temporary directory, killed on drop.
-//! Standard library only, so that tests and benches can use it as a module
-//! (`#[path]`) and doc examples can `include!` it.
-
-#![allow(dead_code)]
+// A throwaway `redis-server` for tests, benches and doc examples: a free
+// loopback port, persistence off, a temporary directory, killed on drop.
+// Standard library only, so that tests and benches can use it as a module
+// (`#[path]`) and doc examples can `include!` it into one; each user allows
+// `dead_code` on that module (no inner attributes here, for `include!`).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
