@@ -34,6 +34,9 @@ fn md5all() -> &'static Path {
         if !cfg!(feature = "rate") {
             cargo.arg("--no-default-features");
         }
+        if cfg!(feature = "redis") {
+            cargo.args(["--features", "redis"]);
+        }
         let out = cargo
             .arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
