@@ -85,9 +85,7 @@ pub(super) struct Buffer<T> {
 impl<T> Buffer<T> {
     pub(super) fn new(rx: mpsc::Receiver<T>, task: JoinHandle<()>, link: Arc<Link>) -> Self {
         let context = link.lock().clone();
-        let cancelled = context
-            .as_ref()
-            .map(|ctx| Box::pin(ctx.cancelled_owned()));
+        let cancelled = context.as_ref().map(|ctx| Box::pin(ctx.cancelled_owned()));
         Buffer {
             rx,
             task: Some(task),

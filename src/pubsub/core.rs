@@ -63,7 +63,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
-
 use super::SlowSubscriber;
 use super::error::EndReason;
 use super::slab::Slab;
