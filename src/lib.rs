@@ -75,10 +75,10 @@ pub mod fan_out;
 pub mod generator;
 pub mod pool;
 pub mod rate;
-pub mod shutdown;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod service;
+pub mod shutdown;
 
 mod ext;
 mod internal;

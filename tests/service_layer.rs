@@ -26,8 +26,7 @@ type Reply = Result<Response<String>, Infallible>;
 fn reporting<F, Fut>(
     seen: mpsc::UnboundedSender<TaskContext>,
     then: F,
-) -> impl Service<Request<()>, Response = Response<String>, Error = Infallible, Future: Send>
-+ Clone
+) -> impl Service<Request<()>, Response = Response<String>, Error = Infallible, Future: Send> + Clone
 where
     F: Fn(TaskContext) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
@@ -36,7 +35,8 @@ where
         let seen = seen.clone();
         let then = then.clone();
         async move {
-            let ctx = TaskContext::current().expect("the layer makes the request's context current");
+            let ctx =
+                TaskContext::current().expect("the layer makes the request's context current");
             seen.send(ctx.clone()).unwrap();
             then(ctx).await
         }
@@ -75,9 +75,12 @@ async fn a_handler_past_the_timeout_is_dropped_and_answered_504() {
         .layer(handler);
 
     let start = Instant::now();
-    let response = within("the timed-out request", service.oneshot(request_with_id("t-1")))
-        .await
-        .unwrap();
+    let response = within(
+        "the timed-out request",
+        service.oneshot(request_with_id("t-1")),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert_eq!(response.headers()["x-request-id"], "t-1");
@@ -116,7 +119,11 @@ async fn the_timeout_status_can_be_chosen_and_a_prompt_handler_is_untouched() {
     let ctx = contexts.recv().await.unwrap();
     assert!(!ctx.is_cancelled(), "the response has not been sent yet");
     drop(response);
-    assert_eq!(ctx.err(), Some(ContextError::Cancelled), "the exchange is over");
+    assert_eq!(
+        ctx.err(),
+        Some(ContextError::Cancelled),
+        "the exchange is over"
+    );
 }
 
 /// The server drops the response future when the client goes away: the
@@ -235,7 +242,10 @@ async fn request_ids_are_taken_or_generated_and_travel_everywhere() {
         let response = service.clone().oneshot(request).await.unwrap();
         let id = response.body().get_ref().clone();
         assert_eq!(response.headers()["x-request-id"], id.as_str());
-        assert!(id.contains('-') && !id.contains(' ') && !id.is_empty(), "{id}");
+        assert!(
+            id.contains('-') && !id.contains(' ') && !id.is_empty(),
+            "{id}"
+        );
         generated.push(id);
     }
     generated.dedup();
@@ -266,7 +276,10 @@ async fn the_header_can_be_renamed_and_a_handler_header_is_kept() {
     assert_eq!(response.headers()["x-trace"], "t-9");
     assert!(response.headers().get("x-request-id").is_none());
 
-    let request = Request::builder().header("x-trace", "mine").body(()).unwrap();
+    let request = Request::builder()
+        .header("x-trace", "mine")
+        .body(())
+        .unwrap();
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(response.headers()["x-trace"], "set-by-handler");
 }
@@ -299,9 +312,9 @@ async fn the_context_ends_when_the_body_has_been_sent() {
 async fn a_shutdown_waits_for_requests_and_names_the_stuck_one() {
     let shutdown = Shutdown::new();
     let (seen, mut contexts) = mpsc::unbounded_channel();
-    let service = ContextLayer::new()
-        .shutdown(&shutdown)
-        .layer(reporting(seen, |ctx: TaskContext| async move {
+    let service = ContextLayer::new().shutdown(&shutdown).layer(reporting(
+        seen,
+        |ctx: TaskContext| async move {
             match ctx.value::<RequestId>().unwrap().as_str() {
                 "stuck" => std::future::pending().await,
                 _ => {
@@ -309,7 +322,8 @@ async fn a_shutdown_waits_for_requests_and_names_the_stuck_one() {
                     ok(ctx).await
                 }
             }
-        }));
+        },
+    ));
     // As a server would: each response is sent (its body read) at once.
     let send = |request: Request<()>| {
         let service = service.clone();
@@ -336,7 +350,11 @@ async fn a_shutdown_waits_for_requests_and_names_the_stuck_one() {
     let report = within("the shutdown", shutdown.wait(Duration::from_secs(5))).await;
     assert_eq!(report.aborted(), ["GET /export request_id=stuck"]);
 
-    assert_eq!(polite.await.unwrap(), StatusCode::OK, "finished during the drain");
+    assert_eq!(
+        polite.await.unwrap(),
+        StatusCode::OK,
+        "finished during the drain"
+    );
     let stuck = within("the stuck request", stuck).await.unwrap();
     assert_eq!(stuck, StatusCode::SERVICE_UNAVAILABLE);
     assert!(first.is_cancelled() && second.is_cancelled());
@@ -345,11 +363,12 @@ async fn a_shutdown_waits_for_requests_and_names_the_stuck_one() {
 #[tokio::test(start_paused = true)]
 async fn a_clean_shutdown_waits_for_the_bodies_too() {
     let shutdown = Shutdown::new();
-    let service = ContextLayer::new()
-        .shutdown(&shutdown)
-        .layer(service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>(Response::new("done".to_string()))
-        }));
+    let service =
+        ContextLayer::new()
+            .shutdown(&shutdown)
+            .layer(service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new("done".to_string()))
+            }));
     let response = service.oneshot(Request::new(())).await.unwrap();
     assert_eq!(shutdown.running(), 1, "the body is not sent yet");
     let collected = response.into_body().collect().await.unwrap().to_bytes();

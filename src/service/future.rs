@@ -120,9 +120,9 @@ where
         if let Poll::Ready(output) = handler.poll(cx) {
             this.state.project_replace(State::Done);
             let exchange = this.exchange.take();
-            return Poll::Ready(output.map(|response| {
-                respond(response, exchange, this.request_id, this.config)
-            }));
+            return Poll::Ready(
+                output.map(|response| respond(response, exchange, this.request_id, this.config)),
+            );
         }
         ready!(this.stopped.poll(cx));
         // The request's context stopped while the handler was still at work:

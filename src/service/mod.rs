@@ -459,7 +459,11 @@ where
 /// the returned sender is dropped (with the exchange).
 fn track<B>(shutdown: &Shutdown, request: &Request<B>, id: &RequestId) -> oneshot::Sender<()> {
     let (done, ended) = oneshot::channel::<()>();
-    let name = format!("{} {} request_id={id}", request.method(), request.uri().path());
+    let name = format!(
+        "{} {} request_id={id}",
+        request.method(),
+        request.uri().path()
+    );
     drop(shutdown.spawn(name, async move {
         let _ = ended.await;
     }));

@@ -164,7 +164,8 @@ mod tests {
 
     #[test]
     fn the_span_field_is_request_id() {
-        let ctx = TaskContext::background().with_span_value(RequestId(HeaderValue::from_static("r1")));
+        let ctx =
+            TaskContext::background().with_span_value(RequestId(HeaderValue::from_static("r1")));
         assert_eq!(ctx.span_fields(), "request_id=r1");
     }
 }
