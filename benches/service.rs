@@ -8,7 +8,8 @@
 //! every variant once, in turn; the table gives the median over the rounds.
 //!
 //! `cargo bench --bench service --features tower` (`ROUNDS=n` for more
-//! rounds than 5). No tracing subscriber is installed, as in a service whose
+//! rounds than 5; `IN_PROCESS_ONLY=1` for the in-process table alone,
+//! `VARIANT=i` for its i-th row alone, e.g. under `perf stat`). No tracing subscriber is installed, as in a service whose
 //! `info` spans are filtered out.
 
 use std::net::SocketAddr;
@@ -121,9 +122,10 @@ async fn run(variant: Variant, requests: usize) -> Run {
     let addr = listener.local_addr().unwrap();
     let router = variant.router(&shutdown);
     let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let (elapsed, mut latencies) = tokio::time::timeout(Duration::from_secs(120), load(addr, requests))
-        .await
-        .expect("the load hung");
+    let (elapsed, mut latencies) =
+        tokio::time::timeout(Duration::from_secs(120), load(addr, requests))
+            .await
+            .expect("the load hung");
     server.abort();
     let _ = server.await;
     latencies.sort_unstable();
@@ -133,6 +135,60 @@ async fn run(variant: Variant, requests: usize) -> Run {
         p50: at(0.50),
         p99: at(0.99),
     }
+}
+
+/// The layer alone, in-process: ns per request through `service_fn` behind
+/// each variant (the body is read to its end, as a server would), the best
+/// of five runs of `n` requests.
+async fn in_process(variant: Variant, shutdown: &Shutdown, n: u32) -> f64 {
+    use tower::{Layer, Service, ServiceExt};
+    async fn ready(
+        _req: Request<()>,
+    ) -> Result<axum::http::Response<String>, std::convert::Infallible> {
+        Ok(axum::http::Response::new(String::new()))
+    }
+    let timeout = Duration::from_secs(30);
+    let layer = match variant {
+        Variant::Plain => None,
+        Variant::Layer => Some(ContextLayer::new()),
+        Variant::LayerTimeout => Some(ContextLayer::new().timeout(timeout)),
+        Variant::LayerShutdown => Some(ContextLayer::new().shutdown(shutdown).timeout(timeout)),
+    };
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let start = Instant::now();
+        match &layer {
+            None => {
+                let mut service = tower::service_fn(ready);
+                for _ in 0..n {
+                    let response = service
+                        .ready()
+                        .await
+                        .unwrap()
+                        .call(Request::new(()))
+                        .await
+                        .unwrap();
+                    std::hint::black_box(response.into_body());
+                }
+            }
+            Some(layer) => {
+                let mut service = layer.layer(tower::service_fn(ready));
+                for _ in 0..n {
+                    let response = service
+                        .ready()
+                        .await
+                        .unwrap()
+                        .call(Request::new(()))
+                        .await
+                        .unwrap();
+                    let mut body = std::pin::pin!(response.into_body());
+                    while body.frame().await.is_some() {}
+                }
+            }
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e9 / f64::from(n));
+    }
+    best
 }
 
 fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
@@ -150,6 +206,23 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        println!("In-process, `service_fn` behind the layer, best of 5 × 100,000 requests:");
+        println!("| service | ns per request |");
+        println!("|---|---:|");
+        let only: Option<usize> = std::env::var("VARIANT").ok().and_then(|v| v.parse().ok());
+        for (i, variant) in Variant::ALL.into_iter().enumerate() {
+            if only.is_some_and(|only| only != i) {
+                continue;
+            }
+            let ns = in_process(variant, &shutdown, 100_000).await;
+            println!("| {} | {ns:.0} |", variant.label());
+        }
+        drop(shutdown);
+        if std::env::var_os("IN_PROCESS_ONLY").is_some() {
+            return;
+        }
+        println!();
         for variant in Variant::ALL {
             run(variant, WARM_UP).await;
         }

@@ -217,7 +217,7 @@ async fn the_root_is_the_ambient_context_at_construction_and_its_deadline_holds(
 async fn request_ids_are_taken_or_generated_and_travel_everywhere() {
     let service = ContextLayer::new().layer(service_fn(|req: Request<()>| async move {
         let from_extensions = req.extensions().get::<RequestId>().unwrap().clone();
-        let ctx = req.extensions().get::<TaskContext>().unwrap().clone();
+        let ctx = TaskContext::current().unwrap();
         let current = RequestId::current().unwrap();
         assert_eq!(from_extensions, current);
         assert_eq!(ctx.value::<RequestId>(), Some(&current));
@@ -344,9 +344,14 @@ async fn a_shutdown_waits_for_requests_and_names_the_stuck_one() {
     );
     let first = within("first request", contexts.recv()).await.unwrap();
     let second = within("second request", contexts.recv()).await.unwrap();
-    assert_eq!(shutdown.running(), 2);
+    assert_eq!(
+        shutdown.running(),
+        1,
+        "only the layer's watcher until the drain"
+    );
 
     shutdown.trigger();
+    common::until("the requests were handed over", || shutdown.running() == 2).await;
     let report = within("the shutdown", shutdown.wait(Duration::from_secs(5))).await;
     assert_eq!(report.aborted(), ["GET /export request_id=stuck"]);
 
@@ -369,12 +374,27 @@ async fn a_clean_shutdown_waits_for_the_bodies_too() {
             .layer(service_fn(|_req: Request<()>| async {
                 Ok::<_, Infallible>(Response::new("done".to_string()))
             }));
-    let response = service.oneshot(Request::new(())).await.unwrap();
-    assert_eq!(shutdown.running(), 1, "the body is not sent yet");
-    let collected = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(collected.as_ref(), b"done");
-    common::until("the request's task ended", || shutdown.running() == 0).await;
+    let before = service.clone().oneshot(Request::new(())).await.unwrap();
     shutdown.trigger();
-    let report = within("the shutdown", shutdown.wait(Duration::from_secs(1))).await;
+    assert_eq!(shutdown.running(), 1, "the layer's watcher");
+    // The watcher runs: it hands the request over to the shutdown, and ends.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(shutdown.running(), 1, "the request in flight");
+    let during = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(
+        shutdown.running(),
+        2,
+        "a request during the drain is tracked at once"
+    );
+
+    let wait = tokio::spawn(shutdown.wait(Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!wait.is_finished(), "the bodies are not sent yet");
+    for response in [before, during] {
+        let collected = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(collected.as_ref(), b"done");
+    }
+    let report = within("the shutdown", wait).await.unwrap();
     assert!(report.is_clean(), "{report}");
+    assert_eq!(report.drain_time(), Duration::from_millis(5001));
 }

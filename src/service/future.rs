@@ -24,28 +24,28 @@ use std::task::{Context, Poll, ready};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
 use tokio::task::futures::TaskLocalFuture;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::instrument::Instrumented;
 
 use super::Config;
 use super::request_id::RequestId;
+use super::tracking::Ticket;
 use crate::context::TaskContext;
 
 /// A request in progress: its context, and (when the layer tracks requests
-/// for a [`Shutdown`](crate::shutdown::Shutdown)) the sender whose drop ends
-/// the request's tracked task. Dropping it ends the request.
+/// for a [`Shutdown`](crate::shutdown::Shutdown)) its ticket in the
+/// registry. Dropping it ends the request.
 pub(super) struct Exchange {
     pub(super) ctx: TaskContext,
-    pub(super) tracked: Option<oneshot::Sender<()>>,
+    pub(super) ticket: Option<Ticket>,
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         // Go's r.Context(): cancelled when the exchange is over, whether the
-        // response went out or the client left. The tracked task ends with
-        // `tracked`, dropped right after.
+        // response went out or the client left. The ticket, dropped right
+        // after, takes the request out of the shutdown's sight.
         self.ctx.cancel();
     }
 }
@@ -54,7 +54,7 @@ impl fmt::Debug for Exchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
             .field("ctx", &self.ctx)
-            .field("tracked", &self.tracked.is_some())
+            .field("tracked", &self.ticket.is_some())
             .finish()
     }
 }
@@ -80,8 +80,9 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
+        // Made only once the handler has been pending: most answer at once.
         #[pin]
-        stopped: WaitForCancellationFutureOwned,
+        stopped: Option<WaitForCancellationFutureOwned>,
         exchange: Option<Exchange>,
         request_id: RequestId,
         config: Arc<Config>,
@@ -97,7 +98,7 @@ impl<F> ResponseFuture<F> {
     ) -> Self {
         ResponseFuture {
             state: State::Running { handler },
-            stopped: exchange.ctx.token().cancelled_owned(),
+            stopped: None,
             exchange: Some(exchange),
             request_id,
             config,
@@ -124,7 +125,15 @@ where
                 output.map(|response| respond(response, exchange, this.request_id, this.config)),
             );
         }
-        ready!(this.stopped.poll(cx));
+        if this.stopped.is_none() {
+            let token = match this.exchange {
+                Some(exchange) => exchange.ctx.token(),
+                None => unreachable!("the exchange is taken only when the future completes"),
+            };
+            this.stopped.set(Some(token.cancelled_owned()));
+        }
+        let stopped = this.stopped.as_mut().as_pin_mut();
+        ready!(stopped.expect("set above").poll(cx));
         // The request's context stopped while the handler was still at work:
         // drop the handler (in its scope, so its destructors see the context)
         // and answer for it.

@@ -6,8 +6,7 @@
 //!
 //! * the request's [`RequestId`] — taken from a header (`x-request-id` unless
 //!   configured) or generated — as a value and a [span field](crate::SpanValue),
-//!   also put into the request's extensions (with the context itself) and
-//!   into the response's headers;
+//!   also put into the request's extensions and into the response's headers;
 //! * an optional deadline ([`timeout`](ContextLayer::timeout)).
 //!
 //! The handler's future runs with that context as [`TaskContext::current`]
@@ -40,12 +39,16 @@
 //! # Tracking requests for a shutdown
 //!
 //! With [`shutdown(&shutdown)`](ContextLayer::shutdown), the root is the
-//! shutdown's context and each request is also a tracked task of the
-//! shutdown, named `"GET /path request_id=…"`, which ends when the exchange
-//! does. So [`Shutdown::wait`] waits for the requests in flight, and a
-//! handler stuck past the grace period is named in the report (then the
-//! abort phase cancels its context, and the client gets a 503). This costs
-//! one small task per request.
+//! shutdown's context and the requests in flight are the shutdown's
+//! business: once it drains, each is a tracked task named
+//! `"GET /path request_id=…"` that ends with its exchange. So
+//! [`Shutdown::wait`] waits for them, and a handler stuck past the grace
+//! period is named in the report (then the abort phase cancels its context,
+//! and the client gets a 503). While the service runs this costs a map
+//! insert and remove per request; the tasks are spawned only when the drain
+//! begins, by one tracked task of the layer's, named `ContextLayer`, started
+//! with the first request (so [`Shutdown::wait`] waits for a trigger from
+//! then on, rather than for every tracked task to end).
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -83,6 +86,7 @@
 
 mod future;
 mod request_id;
+mod tracking;
 
 use std::fmt;
 use std::sync::Arc;
@@ -91,7 +95,6 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 use http::{Request, Response, StatusCode};
-use tokio::sync::oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
@@ -100,6 +103,7 @@ pub use future::{ContextBody, ResponseFuture};
 pub use request_id::RequestId;
 
 use self::future::Exchange;
+use self::tracking::Tracking;
 use crate::context::TaskContext;
 use crate::shutdown::Shutdown;
 
@@ -115,7 +119,7 @@ struct Config {
     timeout: Option<Duration>,
     header: HeaderName,
     timeout_status: StatusCode,
-    shutdown: Option<Shutdown>,
+    tracking: Option<Arc<Tracking>>,
 }
 
 /// A [`tower` layer](Layer) that gives every HTTP request its own
@@ -171,7 +175,7 @@ impl ContextLayer {
                 timeout: None,
                 header: REQUEST_ID_HEADER,
                 timeout_status: StatusCode::GATEWAY_TIMEOUT,
-                shutdown: None,
+                tracking: None,
             },
         }
     }
@@ -194,11 +198,12 @@ impl ContextLayer {
 
     /// Serves the requests of `shutdown`'s service: their contexts are
     /// children of [`shutdown.context()`](Shutdown::context) (as with
-    /// [`context`](Self::context)), and each request is a tracked task of the
-    /// shutdown, named `"METHOD /path request_id=…"`, until its exchange ends
-    /// — so [`Shutdown::wait`] waits for the requests in flight and names
-    /// those that outlive the grace period. The layer keeps a handle of the
-    /// shutdown.
+    /// [`context`](Self::context)), and once the shutdown drains each
+    /// request in flight is a tracked task of it, named
+    /// `"METHOD /path request_id=…"`, until its exchange ends — so
+    /// [`Shutdown::wait`] waits for the requests in flight and names those
+    /// that outlive the grace period. See the [module docs](self#tracking-requests-for-a-shutdown)
+    /// for the cost. The layer keeps a handle of the shutdown.
     ///
     /// ```
     /// use tokio_conc::prelude::*;
@@ -210,7 +215,7 @@ impl ContextLayer {
     /// ```
     pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
         self.config.root = Some(shutdown.context().clone());
-        self.config.shutdown = Some(shutdown.clone());
+        self.config.tracking = Some(Arc::new(Tracking::new(shutdown)));
         self
     }
 
@@ -330,7 +335,7 @@ impl fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .field("header", &self.header)
             .field("timeout_status", &self.timeout_status)
-            .field("tracks_requests", &self.shutdown.is_some())
+            .field("tracks_requests", &self.tracking.is_some())
             .finish()
     }
 }
@@ -437,35 +442,18 @@ where
             Some(timeout) => ctx.with_timeout(timeout),
             None => ctx,
         };
-        let tracked = config
-            .shutdown
+        let ticket = config
+            .tracking
             .as_ref()
-            .map(|shutdown| track(shutdown, &request, &id));
-        let extensions = request.extensions_mut();
-        extensions.insert(id.clone());
-        extensions.insert(ctx.clone());
+            .map(|tracking| tracking.enter(&request, &id));
+        request.extensions_mut().insert(id.clone());
 
         let span = ctx.span();
         // Services that work in `call` itself (not only in the future) log
         // inside the span too.
         let handler = span.in_scope(|| self.inner.call(request));
         let handler = ctx.scope(handler).instrument(span);
-        let exchange = Exchange { ctx, tracked };
+        let exchange = Exchange { ctx, ticket };
         ResponseFuture::new(handler, exchange, id, Arc::clone(&self.config))
     }
-}
-
-/// Registers the request as a tracked task of `shutdown`, which ends when
-/// the returned sender is dropped (with the exchange).
-fn track<B>(shutdown: &Shutdown, request: &Request<B>, id: &RequestId) -> oneshot::Sender<()> {
-    let (done, ended) = oneshot::channel::<()>();
-    let name = format!(
-        "{} {} request_id={id}",
-        request.method(),
-        request.uri().path()
-    );
-    drop(shutdown.spawn(name, async move {
-        let _ = ended.await;
-    }));
-    done
 }

@@ -58,8 +58,13 @@ impl RequestId {
             hasher.finish()
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{prefix:016x}-{n:x}");
-        RequestId(HeaderValue::from_str(&id).expect("hex digits and a dash are a valid header"))
+        // `{prefix:016x}-{n:x}`, written by hand: this runs once per request.
+        let mut id = Vec::with_capacity(16 + 1 + 16);
+        push_hex(&mut id, prefix, 16);
+        id.push(b'-');
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+        push_hex(&mut id, n, digits);
+        RequestId(HeaderValue::try_from(id).expect("hex digits and a dash are a valid header"))
     }
 
     /// The id a request's header carries, if it is 1 to 128 visible ASCII
@@ -114,6 +119,14 @@ impl RequestId {
     }
 }
 
+/// Appends the low `digits` hex digits of `value`, most significant first.
+fn push_hex(out: &mut Vec<u8>, value: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((value >> (i * 4)) & 0xf) as usize]);
+    }
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -149,6 +162,17 @@ mod tests {
             u64::from_str_radix(nb, 16).unwrap(),
         );
         assert!(nb > na);
+    }
+
+    #[test]
+    fn generated_ids_are_written_in_hex() {
+        let mut out = Vec::new();
+        push_hex(&mut out, 0x1f, 2);
+        out.push(b'-');
+        push_hex(&mut out, 0, 1);
+        out.push(b'-');
+        push_hex(&mut out, 0xab, 16);
+        assert_eq!(out, b"1f-0-00000000000000ab");
     }
 
     #[test]
