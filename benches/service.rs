@@ -8,8 +8,8 @@
 //! every variant once, in turn; the table gives the median over the rounds.
 //!
 //! `cargo bench --bench service --features tower` (`ROUNDS=n` for more
-//! rounds than 5; `IN_PROCESS_ONLY=1` for the in-process table alone,
-//! `VARIANT=i` for its i-th row alone, e.g. under `perf stat`). No tracing subscriber is installed, as in a service whose
+//! rounds than 5; `IN_PROCESS_ONLY=1` or `LOOPBACK_ONLY=1` for one table,
+//! `VARIANT=i` for the i-th row of each table alone, e.g. under `perf stat`). No tracing subscriber is installed, as in a service whose
 //! `info` spans are filtered out.
 
 use std::net::SocketAddr;
@@ -76,6 +76,21 @@ struct Run {
     per_second: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time of the whole process (server and clients) per request, in
+    /// µs: unlike the others, barely moved by what else the machine runs.
+    cpu_us: f64,
+}
+
+/// Nanoseconds every thread of this process has run, from Linux's
+/// `/proc/self/task/*/schedstat`; 0 elsewhere.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// `requests` GETs over `CONNECTIONS` keep-alive connections; every latency.
@@ -122,10 +137,12 @@ async fn run(variant: Variant, requests: usize) -> Run {
     let addr = listener.local_addr().unwrap();
     let router = variant.router(&shutdown);
     let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let cpu_before = cpu_ns();
     let (elapsed, mut latencies) =
         tokio::time::timeout(Duration::from_secs(120), load(addr, requests))
             .await
             .expect("the load hung");
+    let cpu = cpu_ns().saturating_sub(cpu_before);
     server.abort();
     let _ = server.await;
     latencies.sort_unstable();
@@ -134,13 +151,14 @@ async fn run(variant: Variant, requests: usize) -> Run {
         per_second: requests as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
+        cpu_us: cpu as f64 / 1e3 / requests as f64,
     }
 }
 
 /// The layer alone, in-process: ns per request through `service_fn` behind
 /// each variant (the body is read to its end, as a server would), the best
 /// of five runs of `n` requests.
-async fn in_process(variant: Variant, shutdown: &Shutdown, n: u32) -> f64 {
+async fn in_process(variant: Variant, shutdown: Shutdown, n: u32) -> f64 {
     use tower::{Layer, Service, ServiceExt};
     async fn ready(
         _req: Request<()>,
@@ -152,7 +170,7 @@ async fn in_process(variant: Variant, shutdown: &Shutdown, n: u32) -> f64 {
         Variant::Plain => None,
         Variant::Layer => Some(ContextLayer::new()),
         Variant::LayerTimeout => Some(ContextLayer::new().timeout(timeout)),
-        Variant::LayerShutdown => Some(ContextLayer::new().shutdown(shutdown).timeout(timeout)),
+        Variant::LayerShutdown => Some(ContextLayer::new().shutdown(&shutdown).timeout(timeout)),
     };
     let mut best = f64::INFINITY;
     for _ in 0..5 {
@@ -207,15 +225,21 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let shutdown = Shutdown::new();
-        println!("In-process, `service_fn` behind the layer, best of 5 × 100,000 requests:");
-        println!("| service | ns per request |");
-        println!("|---|---:|");
         let only: Option<usize> = std::env::var("VARIANT").ok().and_then(|v| v.parse().ok());
+        let chosen = |i: usize| only.is_none_or(|only| only == i);
+        if std::env::var_os("LOOPBACK_ONLY").is_none() {
+            println!("In-process, `service_fn` behind the layer, best of 5 × 100,000 requests:");
+            println!("| service | ns per request |");
+            println!("|---|---:|");
+        }
         for (i, variant) in Variant::ALL.into_iter().enumerate() {
-            if only.is_some_and(|only| only != i) {
+            if !chosen(i) || std::env::var_os("LOOPBACK_ONLY").is_some() {
                 continue;
             }
-            let ns = in_process(variant, &shutdown, 100_000).await;
+            // On a worker thread, as a server's handlers run.
+            let ns = tokio::spawn(in_process(variant, shutdown.clone(), 100_000))
+                .await
+                .unwrap();
             println!("| {} | {ns:.0} |", variant.label());
         }
         drop(shutdown);
@@ -223,8 +247,10 @@ fn main() {
             return;
         }
         println!();
-        for variant in Variant::ALL {
-            run(variant, WARM_UP).await;
+        for (i, variant) in Variant::ALL.into_iter().enumerate() {
+            if chosen(i) {
+                run(variant, WARM_UP).await;
+            }
         }
         let mut runs: Vec<Vec<Run>> = Variant::ALL.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
@@ -233,7 +259,7 @@ fn main() {
             if round % 2 == 1 {
                 order.reverse();
             }
-            for i in order {
+            for i in order.into_iter().filter(|&i| chosen(i)) {
                 runs[i].push(run(Variant::ALL[i], REQUESTS).await);
             }
         }
@@ -242,28 +268,35 @@ fn main() {
             "{CONNECTIONS} connections, {REQUESTS} requests, median of {rounds} rounds, {} runtime threads",
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
-        println!("| service | requests/s | p50 | p99 | throughput vs none | p99 vs none |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        let medians: Vec<(f64, Duration, Duration)> = runs
+        println!(
+            "| service | requests/s | p50 | p99 | CPU per request | throughput vs none | p99 vs none | CPU vs none |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let medians: Vec<(f64, Duration, Duration, f64)> = runs
             .iter()
+            .filter(|r| !r.is_empty())
             .map(|r| {
                 (
                     median(r.iter().map(|r| r.per_second).collect()),
                     median(r.iter().map(|r| r.p50).collect()),
                     median(r.iter().map(|r| r.p99).collect()),
+                    median(r.iter().map(|r| r.cpu_us).collect()),
                 )
             })
             .collect();
-        let (base_rps, _, base_p99) = medians[0];
-        for (variant, (rps, p50, p99)) in Variant::ALL.iter().zip(&medians) {
+        let (base_rps, _, base_p99, base_cpu) = medians[0];
+        let variants = Variant::ALL.into_iter().enumerate().filter(|&(i, _)| chosen(i));
+        for ((_, variant), (rps, p50, p99, cpu)) in variants.zip(&medians) {
             println!(
-                "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.3}× | {:.3}× |",
+                "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {:.3}× | {:.3}× | {:.3}× |",
                 variant.label(),
                 rps,
                 p50.as_secs_f64() * 1e6,
                 p99.as_secs_f64() * 1e6,
+                cpu,
                 rps / base_rps,
                 p99.as_secs_f64() / base_p99.as_secs_f64(),
+                cpu / base_cpu,
             );
         }
     });

@@ -5,7 +5,7 @@
 //! [`Shutdown`]'s context, or one of your own), with
 //!
 //! * the request's [`RequestId`] — taken from a header (`x-request-id` unless
-//!   configured) or generated — as a value and a [span field](crate::SpanValue),
+//!   configured) or generated — as a value and a [span field](crate::context::SpanValue),
 //!   also put into the request's extensions and into the response's headers;
 //! * an optional deadline ([`timeout`](ContextLayer::timeout)).
 //!
