@@ -159,7 +159,7 @@ async fn run(variant: Variant, requests: usize) -> Run {
 /// each variant (the body is read to its end, as a server would), the best
 /// of five runs of `n` requests.
 async fn in_process(variant: Variant, shutdown: Shutdown, n: u32) -> f64 {
-    use tower::{Layer, Service, ServiceExt};
+    use tower::Layer;
     async fn ready(
         _req: Request<()>,
     ) -> Result<axum::http::Response<String>, std::convert::Infallible> {
@@ -176,37 +176,34 @@ async fn in_process(variant: Variant, shutdown: Shutdown, n: u32) -> f64 {
     for _ in 0..5 {
         let start = Instant::now();
         match &layer {
-            None => {
-                let mut service = tower::service_fn(ready);
-                for _ in 0..n {
-                    let response = service
-                        .ready()
-                        .await
-                        .unwrap()
-                        .call(Request::new(()))
-                        .await
-                        .unwrap();
-                    std::hint::black_box(response.into_body());
-                }
-            }
-            Some(layer) => {
-                let mut service = layer.layer(tower::service_fn(ready));
-                for _ in 0..n {
-                    let response = service
-                        .ready()
-                        .await
-                        .unwrap()
-                        .call(Request::new(()))
-                        .await
-                        .unwrap();
-                    let mut body = std::pin::pin!(response.into_body());
-                    while body.frame().await.is_some() {}
-                }
-            }
+            None => drive(tower::service_fn(ready), n).await,
+            Some(layer) => drive(layer.layer(tower::service_fn(ready)), n).await,
         }
         best = best.min(start.elapsed().as_secs_f64() * 1e9 / f64::from(n));
     }
     best
+}
+
+/// `n` requests through `service`, one at a time, each body read to its end.
+async fn drive<S, B>(mut service: S, n: u32)
+where
+    S: tower::Service<Request<()>, Response = axum::http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: axum::body::HttpBody,
+    B::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    for _ in 0..n {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        let mut body = std::pin::pin!(response.into_body());
+        while body.frame().await.is_some() {}
+    }
 }
 
 fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {

@@ -2,6 +2,8 @@
 //! binary of its own, with one test: tracing's interest cache is
 //! process-global, and a test capturing logs next to others could flake.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -38,20 +40,7 @@ async fn handler() -> &'static str {
 /// generated one, logged the same way.
 #[tokio::test]
 async fn a_handlers_logs_carry_the_request_id() {
-    // The log goes to a file of this process's own, read back at the end.
-    let path = std::env::temp_dir().join(format!(
-        "tokio-conc-service-tracing-{}.log",
-        std::process::id()
-    ));
-    let file = std::fs::File::create(&path).expect("create the log file");
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(file)
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    // The runtime (current-thread) runs every task on this thread, under this default.
-    let default = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
+    let (default, path) = common::log_to_file("service-tracing");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -96,8 +85,7 @@ async fn a_handlers_logs_carry_the_request_id() {
     server.abort();
     drop(default);
 
-    let logs = std::fs::read_to_string(&path).expect("read the log file");
-    let _ = std::fs::remove_file(&path);
+    let logs = common::read_logs(&path);
     for id in ["trace-me-7", generated.as_str()] {
         let field = format!("request_id={id}");
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&field)).collect();
