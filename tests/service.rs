@@ -253,6 +253,10 @@ async fn a_client_that_leaves_cancels_the_handlers_context_and_its_work() {
         probe.stopped.load(Ordering::SeqCst) == 2
     })
     .await;
+    until("every task of the request ended", || {
+        alive_tasks() == baseline
+    })
+    .await;
     let ticks = probe.ticks.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
@@ -260,10 +264,6 @@ async fn a_client_that_leaves_cancels_the_handlers_context_and_its_work() {
         ticks,
         "the pool's work stopped"
     );
-    until("every task of the request ended", || {
-        alive_tasks() == baseline
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
