@@ -12,7 +12,8 @@
 //! The handler's future runs with that context as [`TaskContext::current`]
 //! and inside the context's [span](TaskContext::span), so any code deep in a
 //! handler finds it, every operator built there without `.context(..)` binds
-//! to it, and every log line carries `request_id=…`.
+//! to it (the crate's ambient-context rule), and every log line carries
+//! `request_id=…`.
 //!
 //! # When the request's context stops
 //!
@@ -21,7 +22,7 @@
 //! | the response has been sent in full (its body ended) | cancelled ([`ContextError::Cancelled`]) | — |
 //! | the client goes away: the server drops the response future or the body | cancelled ([`ContextError::Cancelled`]) | — |
 //! | the [timeout](ContextLayer::timeout) passes first | [`ContextError::DeadlineExceeded`] | the handler is dropped; **504 Gateway Timeout** (or [`timeout_status`](ContextLayer::timeout_status)) |
-//! | the root is cancelled (a shutdown's abort phase), or the handler's context is cancelled some other way | the root's cause | the handler is dropped; **503 Service Unavailable** |
+//! | the root is cancelled (a shutdown's abort phase), or the request's context is cancelled some other way | the root's cause (or `Cancelled`) | the handler is dropped; **503 Service Unavailable** |
 //!
 //! Like Go's `r.Context()`, the context ends with the exchange: work it
 //! started that should outlive the response needs a context of its own (the
@@ -223,7 +224,9 @@ impl ContextLayer {
     /// (the earlier of it and the root's), and a handler still at work then
     /// is dropped and answered with a 504 (see
     /// [`timeout_status`](Self::timeout_status)) — Go's
-    /// `http.TimeoutHandler`.
+    /// `http.TimeoutHandler`. The deadline is the context's own
+    /// ([`TaskContext::with_timeout`]), whose timer is a small task per
+    /// request.
     ///
     /// ```
     /// use std::time::Duration;
