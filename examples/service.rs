@@ -148,7 +148,7 @@ async fn primes(State(app): State<App>, Path(below): Path<u64>) -> Response {
     match app.pool.try_submit(count_primes(below, ctx)) {
         Ok(job) => match job.await {
             Ok(Ok(count)) => format!("{count} primes below {below}\n").into_response(),
-            Ok(Err(stopped)) => unavailable(&stopped.to_string()),
+            Ok(Err(stopped)) => stopped_response(&stopped),
             Err(failed) => {
                 tracing::error!(%failed, "the job failed");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -189,8 +189,7 @@ async fn sleep(Path(ms): Path<u64>) -> Response {
     let ctx = TaskContext::current().expect("inside the ContextLayer");
     match ctx.run(tokio::time::sleep(Duration::from_millis(ms))).await {
         Ok(()) => format!("slept {ms} ms\n").into_response(),
-        // Rarely seen: the layer answers first (504, or 503).
-        Err(stopped) => unavailable(&stopped.to_string()),
+        Err(stopped) => stopped_response(&stopped),
     }
 }
 
@@ -232,6 +231,16 @@ fn client_key(request: &Request) -> String {
 fn retry_after(wait: Duration) -> HeaderValue {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     HeaderValue::from(seconds.max(1))
+}
+
+/// What a handler answers when its request's context stopped it: what the
+/// layer would answer (a handler that notices first answers itself).
+fn stopped_response(stopped: &ContextError) -> Response {
+    if stopped.is_deadline_exceeded() {
+        (StatusCode::GATEWAY_TIMEOUT, format!("{stopped}\n")).into_response()
+    } else {
+        unavailable(&stopped.to_string())
+    }
 }
 
 fn unavailable(why: &str) -> Response {

@@ -377,3 +377,25 @@ async fn a_handler_stuck_past_the_grace_period_is_named_in_the_report() {
     assert_eq!(stuck.headers["x-request-id"], "stuck-1");
     within("the server's end", server).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_gets_504_and_its_job_stops() {
+    let shutdown = Shutdown::new();
+    let config = example::Config {
+        timeout: Duration::from_millis(200),
+        workers: 1,
+        ..config()
+    };
+    let (addr, served, _server) = serve_example(config, &shutdown).await;
+    let slow = get_with(addr, "/sleep/60000", &[("x-request-id", "late-1")]).await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(slow.headers["x-request-id"], "late-1");
+
+    let endless = get(addr, "/primes/1000000000000").await;
+    assert_eq!(endless.status, StatusCode::GATEWAY_TIMEOUT);
+    until("the job stopped", || {
+        let stats = served.app.pool.stats();
+        stats.running == 0 && stats.completed == 1
+    })
+    .await;
+}
