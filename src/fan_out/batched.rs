@@ -4,11 +4,10 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
 use super::{CancelHint, Parked, WakeOnUnwind, lock};
+use crate::internal::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// The state behind the lock of a batched operator.
 pub(super) trait BatchedState<T> {
@@ -45,7 +44,7 @@ pub(super) struct Hub<S> {
     /// down without it, read (under the lock) by a branch deciding whether
     /// there is room for another item.
     pub(super) batched: Box<[AtomicUsize]>,
-    pub(super) parked: Arc<Parked>,
+    pub(super) parked: std::sync::Arc<Parked>,
     /// Wakes every parked branch; the only waker the source is polled with.
     pub(super) source_waker: Waker,
     pub(super) cancel_hint: Option<CancelHint>,
@@ -55,7 +54,7 @@ impl<S> Hub<S> {
     pub(super) fn new(
         state: S,
         branches: usize,
-        parked: Arc<Parked>,
+        parked: std::sync::Arc<Parked>,
         source_waker: Waker,
         cancel_hint: Option<CancelHint>,
     ) -> Arc<Self> {

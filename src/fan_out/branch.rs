@@ -2,14 +2,13 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{Ordering, fence};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
 
 use super::{Branches, CancelWatch, Parked, WakeOnUnwind, try_lock};
+use crate::internal::sync::{Arc, Mutex, Ordering, fence};
 
 const OPERATOR: &str = "fan_out";
 
@@ -55,7 +54,7 @@ where
 {
     let branches = n.into();
     let parked = Parked::new(branches.count());
-    let source_waker = Waker::from(Arc::clone(&parked));
+    let source_waker = Waker::from(std::sync::Arc::clone(&parked));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
@@ -84,7 +83,7 @@ pub struct Branch<T> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    parked: Arc<Parked>,
+    parked: std::sync::Arc<Parked>,
     /// Wakes every parked branch; the only waker the source is polled with.
     source_waker: Waker,
 }

@@ -55,10 +55,11 @@ mod branches;
 mod broadcast;
 mod partition;
 
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::TryLockError;
 use std::task::{Wake, Waker};
 
 use crate::internal::cancel_watch::{CancelHint, CancelWatch};
+use crate::internal::sync::{Arc, Mutex, MutexGuard};
 use crate::internal::waker_set::WakerSet;
 
 pub use branch::{Branch, fan_out};
@@ -79,8 +80,10 @@ struct Parked {
 }
 
 impl Parked {
-    fn new(branches: usize) -> Arc<Self> {
-        Arc::new(Parked {
+    // The waker the source is polled with is built from this `Arc`, so it is
+    // `std`'s (the sets inside are the shim's).
+    fn new(branches: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Parked {
             waiting: WakerSet::new(branches),
             blocked: WakerSet::new(branches),
         })
@@ -93,11 +96,11 @@ impl Parked {
 }
 
 impl Wake for Parked {
-    fn wake(self: Arc<Self>) {
+    fn wake(self: std::sync::Arc<Self>) {
         self.wake_by_ref();
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
         self.waiting.wake_all();
         self.blocked.wake_all();
     }

@@ -5,10 +5,34 @@
 //! waker would lose every wake-up but the last. Instead each handle parks in a
 //! set, and the source is polled with a waker that calls
 //! [`WakerSet::wake_all`].
+//!
+//! # Invariants
+//!
+//! 1. **The count is exact.** `parked` equals the number of occupied slots
+//!    whenever the lock is free: it changes only under the lock (`register`
+//!    adds one as it fills an empty slot, `unregister` subtracts one as it
+//!    empties a full one, `wake_all` stores 0 as it empties them all). Reads
+//!    outside the lock are only shortcuts to skip it. So the count never
+//!    wraps around, and `any_parked` never says "nobody" while a handle is
+//!    parked. (A `fetch_sub` after the lock was let go once raced a
+//!    `wake_all`'s reset and wrapped the count: a branch was stranded.)
+//! 2. **No wake-up is lost to a late park.** `epoch` is bumped by every
+//!    `wake_all` *before* it looks at the slots. A handle reads the epoch
+//!    before it looks at the resource and parks with it: if a `wake_all` ran
+//!    in between, `park` sees the epoch moved and wakes everyone again.
+//! 3. **Park-then-check against change-then-look.** A handle that parks and
+//!    then looks at the resource (a `SeqCst` read-modify-write, then a fence),
+//!    and a holder that changes the resource and then asks `any_parked` (a
+//!    fence, then a `SeqCst` load), cannot both miss each other.
+//! 4. Each parked slot is woken at most once per `wake_all`, and waking never
+//!    re-enters the set.
+//!
+//! Model-checked by `loom_tests` below (`RUSTFLAGS="--cfg loom"`).
 
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::task::Waker;
+
+use crate::internal::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering, fence};
 
 /// A fixed number of slots, one per handle, each holding the waker of a parked
 /// handle until the next [`wake_all`](WakerSet::wake_all).
@@ -107,13 +131,13 @@ impl WakerSet {
         self.parked.store(0, Ordering::SeqCst);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Waker>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Waker>>> {
         // The slots are plain data, valid even if a holder panicked.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::internal::wake_counter::WakeCounter;
