@@ -55,7 +55,8 @@ mod branches;
 mod broadcast;
 mod partition;
 
-use std::sync::TryLockError;
+use std::panic::AssertUnwindSafe;
+use std::sync::{OnceLock, TryLockError};
 use std::task::{Wake, Waker};
 
 use crate::internal::cancel_watch::{CancelHint, CancelWatch};
@@ -77,6 +78,9 @@ struct Parked {
     /// Blocked by another branch — `fan_out`: polling the source; `broadcast`:
     /// the fullest — and woken when that branch lets go or takes an item.
     blocked: Arc<WakerSet>,
+    /// The message of the source's panic, for the branches that did not
+    /// poll it: they panic too, and say what happened.
+    source_panic: OnceLock<String>,
 }
 
 impl Parked {
@@ -86,12 +90,38 @@ impl Parked {
         std::sync::Arc::new(Parked {
             waiting: WakerSet::new(branches),
             blocked: WakerSet::new(branches),
+            source_panic: OnceLock::new(),
         })
     }
 
     fn unregister(&self, slot: usize) {
         self.waiting.unregister(slot);
         self.blocked.unregister(slot);
+    }
+
+    /// Runs `poll`, a poll of the source. If the source panics, keeps the
+    /// panic's message for the other branches and resumes the panic here.
+    fn poll_source<R>(&self, poll: impl FnOnce() -> R) -> R {
+        std::panic::catch_unwind(AssertUnwindSafe(poll)).unwrap_or_else(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|message| (*message).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let _ = self.source_panic.set(message);
+            std::panic::resume_unwind(payload)
+        })
+    }
+
+    /// The panic of a branch that finds the source poisoned: the source
+    /// panicked while another branch polled it.
+    fn source_panicked(&self, operator: &str) -> ! {
+        match self.source_panic.get() {
+            Some(message) => {
+                panic!("{operator}: the source panicked in another branch: {message}")
+            }
+            None => panic!("{operator}: the source panicked in another branch"),
+        }
     }
 }
 
@@ -108,21 +138,20 @@ impl Wake for Parked {
 
 /// Locks the state shared by the branches. Poisoned means the source panicked
 /// while another branch polled it: that panic was already resumed there, so
-/// this branch panics too instead of polling a source in an unknown state.
-fn lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> MutexGuard<'a, S> {
+/// this branch panics too (with the source's message) instead of polling a
+/// source in an unknown state.
+fn lock<'a, S>(state: &'a Mutex<S>, parked: &Parked, operator: &str) -> MutexGuard<'a, S> {
     state
         .lock()
-        .unwrap_or_else(|_| panic!("{operator}: the source panicked in another branch"))
+        .unwrap_or_else(|_| parked.source_panicked(operator))
 }
 
 /// `try_lock`, with the same meaning of poisoning as [`lock`].
-fn try_lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> Option<MutexGuard<'a, S>> {
+fn try_lock<'a, S>(state: &'a Mutex<S>, parked: &Parked, operator: &str) -> Option<MutexGuard<'a, S>> {
     match state.try_lock() {
         Ok(guard) => Some(guard),
         Err(TryLockError::WouldBlock) => None,
-        Err(TryLockError::Poisoned(_)) => {
-            panic!("{operator}: the source panicked in another branch")
-        }
+        Err(TryLockError::Poisoned(_)) => parked.source_panicked(operator),
     }
 }
 

@@ -172,3 +172,113 @@ mod tests {
         assert!(watch.is_cancelled());
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    use loom::future::block_on;
+    use loom::thread;
+
+    use super::*;
+    use crate::internal::sync::model::builder;
+    use crate::internal::sync::{Arc, Mutex};
+
+    /// A token on loom's types with tokio-util's contract: `wait()` resolves
+    /// once it is cancelled, and cancelling wakes the waiting futures. `poke`
+    /// wakes them without cancelling: a spurious wake-up.
+    #[derive(Clone)]
+    struct LoomToken(Arc<Mutex<TokenState>>);
+
+    #[derive(Default)]
+    struct TokenState {
+        cancelled: bool,
+        waiters: Vec<Waker>,
+    }
+
+    impl LoomToken {
+        fn new() -> Self {
+            LoomToken(Arc::new(Mutex::new(TokenState::default())))
+        }
+
+        fn wake_waiters(&self, cancel: bool) {
+            let mut state = self.0.lock().unwrap();
+            state.cancelled |= cancel;
+            let waiters = std::mem::take(&mut state.waiters);
+            drop(state);
+            waiters.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    impl Token for LoomToken {
+        type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+        fn is_cancelled(&self) -> bool {
+            self.0.lock().unwrap().cancelled
+        }
+
+        fn wait(&self) -> Self::Wait {
+            let token = self.clone();
+            Box::pin(poll_fn(move |cx| {
+                let mut state = token.0.lock().unwrap();
+                if state.cancelled {
+                    return Poll::Ready(());
+                }
+                state.waiters.push(cx.waker().clone());
+                Poll::Pending
+            }))
+        }
+    }
+
+    /// Invariants 1 and 2: a cancel racing the re-arm after a spurious
+    /// wake-up is not lost — the owner, parked until the watch says
+    /// cancelled, is woken — and the hint stays raised.
+    #[test]
+    fn loom_cancel_racing_the_re_arm_is_not_lost() {
+        builder().check(|| {
+            let token = LoomToken::new();
+            let canceller = {
+                let token = token.clone();
+                thread::spawn(move || {
+                    token.wake_waiters(false);
+                    token.wake_waiters(true);
+                })
+            };
+            let mut watch = None;
+            block_on(poll_fn(|cx| {
+                let watch =
+                    watch.get_or_insert_with(|| CancelWatch::new(token.clone(), cx.waker().clone()));
+                if watch.is_cancelled() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }));
+            canceller.join().unwrap();
+            let mut watch = watch.unwrap();
+            assert!(watch.hint().raised());
+            assert!(watch.is_cancelled());
+        });
+    }
+
+    /// Invariant 3: a spurious wake-up alone never reads as cancelled, and
+    /// leaves the watch armed for the real one.
+    #[test]
+    fn loom_a_spurious_wake_up_is_not_a_cancel() {
+        builder().check(|| {
+            let token = LoomToken::new();
+            let mut watch = CancelWatch::new(token.clone(), Waker::noop().clone());
+            let poker = {
+                let token = token.clone();
+                thread::spawn(move || token.wake_waiters(false))
+            };
+            assert!(!watch.is_cancelled());
+            poker.join().unwrap();
+            assert!(!watch.is_cancelled());
+            token.wake_waiters(true);
+            assert!(watch.hint().raised());
+            assert!(watch.is_cancelled());
+        });
+    }
+}

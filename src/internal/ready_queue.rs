@@ -265,3 +265,40 @@ impl Ring {
         Some(index)
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use futures::StreamExt;
+    use loom::future::block_on;
+    use loom::thread;
+
+    use crate::fan_in::FanIn;
+    use crate::internal::sync::model::{Chan, builder};
+
+    /// Invariants 1 and 2, through `FanIn`, the queue's owner: inputs woken
+    /// from other threads while the owner collects, polls and parks are all
+    /// polled — every item arrives, the merged stream ends, nobody hangs.
+    #[test]
+    fn loom_wake_ups_from_other_threads_are_never_lost() {
+        builder().check(|| {
+            let inputs = [Chan::new(), Chan::new()];
+            let merged: FanIn<Chan<u32>> = inputs.iter().cloned().collect();
+            let producers: Vec<_> = inputs
+                .into_iter()
+                .zip(1..)
+                .map(|(input, item)| {
+                    thread::spawn(move || {
+                        input.send(item);
+                        input.close();
+                    })
+                })
+                .collect();
+            let mut got = block_on(merged.collect::<Vec<u32>>());
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
+            producers
+                .into_iter()
+                .for_each(|producer| producer.join().unwrap());
+        });
+    }
+}

@@ -32,7 +32,7 @@
 use std::sync::PoisonError;
 use std::task::Waker;
 
-use crate::internal::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering, fence};
+use crate::internal::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering, fence, sc_order};
 
 /// A fixed number of slots, one per handle, each holding the waker of a parked
 /// handle until the next [`wake_all`](WakerSet::wake_all).
@@ -66,6 +66,9 @@ impl WakerSet {
     /// handle were dropped before it polls again.
     pub(crate) fn park(&self, slot: usize, waker: &Waker, epoch: usize) {
         self.register(slot, waker);
+        // Registering was a `SeqCst` RMW of `parked`; `wake_all` bumps the
+        // epoch and then loads `parked`: one of the two sees the other.
+        sc_order();
         if self.epoch.load(Ordering::SeqCst) != epoch {
             self.wake_all();
         }
@@ -111,12 +114,14 @@ impl WakerSet {
     /// so the single order of `SeqCst` operations already keeps the two from
     /// both missing each other — and the fence is a full barrier per call.
     pub(crate) fn any_parked_after_rmw(&self) -> bool {
+        sc_order();
         self.parked.load(Ordering::SeqCst) > 0
     }
 
     /// Wakes and forgets every parked handle.
     pub(crate) fn wake_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        sc_order();
         if self.parked.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -177,5 +182,101 @@ mod tests {
         set.wake_all();
         assert_eq!(counter.count(), 0);
         assert!(!set.any_parked());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    use loom::future::block_on;
+    use loom::thread;
+
+    use super::*;
+    use crate::internal::sync::AtomicBool;
+    use crate::internal::sync::model::builder;
+
+    impl WakerSet {
+        /// Invariant 1: the count matches the slots (with the lock free).
+        fn assert_count_exact(&self) {
+            let occupied = self.lock().iter().filter(|slot| slot.is_some()).count();
+            assert_eq!(self.parked.load(Ordering::SeqCst), occupied);
+        }
+    }
+
+    /// The race a release-mode stress run once found: an `unregister`
+    /// racing a `wake_all` must not wrap the count around (after which a
+    /// parked handle reads as none, and is never woken).
+    #[test]
+    fn loom_unregister_racing_wake_all_keeps_the_count_exact() {
+        builder().check(|| {
+            let set = WakerSet::new(2);
+            let other = Arc::clone(&set);
+            let handle = thread::spawn(move || {
+                other.register(0, Waker::noop());
+                other.unregister(0);
+            });
+            set.wake_all();
+            handle.join().unwrap();
+            set.assert_count_exact();
+            set.register(1, Waker::noop());
+            set.assert_count_exact();
+            assert!(set.any_parked());
+        });
+    }
+
+    /// Invariant 2: a handle that read the epoch, found nothing, and parks
+    /// after the resource changed and `wake_all` ran, is still woken.
+    #[test]
+    fn loom_park_after_a_wake_all_is_not_lost() {
+        builder().check(|| {
+            let set = WakerSet::new(2);
+            let ready = Arc::new(AtomicBool::new(false));
+            let (set2, ready2) = (Arc::clone(&set), Arc::clone(&ready));
+            let producer = thread::spawn(move || {
+                ready2.store(true, Ordering::SeqCst);
+                set2.wake_all();
+            });
+            block_on(poll_fn(|cx| {
+                let epoch = set.epoch();
+                if ready.load(Ordering::SeqCst) {
+                    set.unregister(0);
+                    return Poll::Ready(());
+                }
+                set.park(0, cx.waker(), epoch);
+                Poll::Pending
+            }));
+            producer.join().unwrap();
+            set.assert_count_exact();
+        });
+    }
+
+    /// Invariant 3: park-then-look against change-then-look: the holder that
+    /// frees the resource and the handle that parks on it cannot both miss.
+    #[test]
+    fn loom_park_then_look_meets_change_then_look() {
+        builder().check(|| {
+            let set = WakerSet::new(1);
+            let free = Arc::new(AtomicBool::new(false));
+            let (set2, free2) = (Arc::clone(&set), Arc::clone(&free));
+            let holder = thread::spawn(move || {
+                free2.store(true, Ordering::SeqCst);
+                if set2.any_parked() {
+                    set2.wake_all();
+                }
+            });
+            block_on(poll_fn(|cx| {
+                set.register(0, cx.waker());
+                fence(Ordering::SeqCst);
+                if free.load(Ordering::SeqCst) {
+                    set.unregister(0);
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            }));
+            holder.join().unwrap();
+            set.assert_count_exact();
+        });
     }
 }
