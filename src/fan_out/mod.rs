@@ -147,7 +147,11 @@ fn lock<'a, S>(state: &'a Mutex<S>, parked: &Parked, operator: &str) -> MutexGua
 }
 
 /// `try_lock`, with the same meaning of poisoning as [`lock`].
-fn try_lock<'a, S>(state: &'a Mutex<S>, parked: &Parked, operator: &str) -> Option<MutexGuard<'a, S>> {
+fn try_lock<'a, S>(
+    state: &'a Mutex<S>,
+    parked: &Parked,
+    operator: &str,
+) -> Option<MutexGuard<'a, S>> {
     match state.try_lock() {
         Ok(guard) => Some(guard),
         Err(TryLockError::WouldBlock) => None,

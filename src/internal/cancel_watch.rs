@@ -247,8 +247,8 @@ mod loom_tests {
             };
             let mut watch = None;
             block_on(poll_fn(|cx| {
-                let watch =
-                    watch.get_or_insert_with(|| CancelWatch::new(token.clone(), cx.waker().clone()));
+                let watch = watch
+                    .get_or_insert_with(|| CancelWatch::new(token.clone(), cx.waker().clone()));
                 if watch.is_cancelled() {
                     Poll::Ready(())
                 } else {
