@@ -289,6 +289,29 @@ mod loom_tests {
         });
     }
 
+    /// The room a slow branch frees by taking one item from its batch — and
+    /// nothing else, as it then stops polling — reaches the branch blocked
+    /// on it: only `took_one`'s look at the blocked set can wake it.
+    #[test]
+    #[ignore = "loom reports a deadlock here that is not explained yet: see docs/reliability.md"]
+    fn loom_broadcast_room_freed_by_a_batch_take_wakes_the_blocked() {
+        builder().check(|| {
+            let source = Chan::new();
+            source.send(1);
+            source.send(2);
+            let mut branches = broadcast(source, 2, 1);
+            let (mut fast, mut slow) = (branches.remove(0), branches.remove(0));
+            assert_eq!(block_on(fast.next()), Some(1));
+            // `slow` now holds 1: `fast` waits for it to take it.
+            let slow = thread::spawn(move || {
+                assert_eq!(block_on(slow.next()), Some(1));
+                slow // kept alive, never polled again
+            });
+            assert_eq!(block_on(fast.next()), Some(2));
+            drop(slow.join().unwrap());
+        });
+    }
+
     /// A branch dropped while another is blocked on it releases that one.
     #[test]
     fn loom_broadcast_a_dropped_branch_releases_the_blocked() {
