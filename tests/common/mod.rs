@@ -72,6 +72,9 @@ where
         message.contains(&format!("{operator}: the source panicked")),
         "{message}"
     );
+    // Whichever branch's panic reaches the consumer first tells what
+    // happened (every source in these suites panics with "source failed").
+    assert!(message.contains("source failed"), "{message}");
 }
 
 /// A runtime of its own for each property case, with two worker threads so
