@@ -15,6 +15,7 @@
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
 //! | graceful shutdown: `signal.NotifyContext`, close the inputs, `wg.Wait()`, `http.Server.Shutdown` with a timeout | [`Shutdown::new().on_signals()`](shutdown::Shutdown::on_signals), [`s.close_on(&shutdown)`](ConcurrentStreamExt::close_on), [`shutdown.wait(grace)`](shutdown::Shutdown::wait) → [`ShutdownReport`](shutdown::ShutdownReport) |
+//! | `r.Context()`, `http.TimeoutHandler`, a request id middleware (feature `tower`) | `service::ContextLayer` on a tower/axum service: each request runs in a `TaskContext` of its own, cancelled when the client goes away |
 //!
 //! Everything comes in through the prelude. A request-scoped pipeline — rate
 //! limited, charged in parallel on spawned tasks, stored in order — reads:
@@ -151,6 +152,9 @@ pub mod rate;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod service;
 pub mod shutdown;
 
 mod ext;

@@ -37,6 +37,9 @@ fn md5all() -> &'static Path {
         if cfg!(feature = "redis") {
             cargo.args(["--features", "redis"]);
         }
+        if cfg!(feature = "tower") {
+            cargo.args(["--features", "tower"]);
+        }
         let out = cargo
             .arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))

@@ -248,6 +248,31 @@ async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
     assert_the_source_panic_spreads(first, second, "partition").await;
 }
 
+/// Found by the chaos suite: lanes on tasks of their own under a fan-in, a
+/// panicking stage upstream; the lane that did not poll the source reached
+/// the consumer first, and its panic said only "the source panicked in
+/// another branch" — the message of the real panic was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_lane_panic_keeps_the_source_panic_message() {
+    let source = futures::stream::iter(0..4_u32).map(|x| {
+        assert!(x < 3, "item {x} is poison");
+        x
+    });
+    let mut lanes = source.partition_with(2, 8, |x: &u32| *x);
+    let second = lanes.pop().unwrap();
+    let first = lanes.pop().unwrap();
+    let first = tokio::spawn(first.collect::<Vec<_>>()).await.unwrap_err();
+    let first = first.into_panic();
+    assert_eq!(first.downcast_ref::<String>().unwrap(), "item 3 is poison");
+    let second = tokio::spawn(second.collect::<Vec<_>>()).await.unwrap_err();
+    let second = second.into_panic();
+    let second = second.downcast_ref::<String>().unwrap();
+    assert_eq!(
+        second,
+        "partition: the source panicked in another branch: item 3 is poison"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

@@ -2,6 +2,8 @@
 //! interest cache is process-global, and a test capturing logs next to others
 //! could flake.
 
+mod common;
+
 use std::time::Duration;
 
 use tokio_conc::prelude::*;
@@ -10,20 +12,7 @@ use tokio_conc::prelude::*;
 /// for the tasks that ended in time; tasks run inside a span with their name.
 #[tokio::test(start_paused = true)]
 async fn draining_and_every_aborted_task_are_logged_by_name() {
-    // The log goes to a file of this process's own, read back at the end.
-    let path = std::env::temp_dir().join(format!(
-        "tokio-conc-shutdown-tracing-{}.log",
-        std::process::id()
-    ));
-    let file = std::fs::File::create(&path).expect("create the log file");
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(file)
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    // The runtime runs every task on this thread, under this default.
-    let default = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
+    let (default, path) = common::log_to_file("shutdown-tracing");
 
     let shutdown = Shutdown::new();
     let draining = shutdown.draining();
@@ -44,8 +33,7 @@ async fn draining_and_every_aborted_task_are_logged_by_name() {
     assert_eq!(report.aborted(), ["stubborn", "hung"]);
     drop(default);
 
-    let logs = std::fs::read_to_string(&path).expect("read the log file");
-    let _ = std::fs::remove_file(&path);
+    let logs = common::read_logs(&path);
     assert_eq!(
         logs.matches("draining started").count(),
         1,

@@ -1,15 +1,43 @@
 //! [`fan_out`]: each item to exactly one branch, the first that asks.
+//!
+//! # Invariants
+//!
+//! 1. **Exactly once.** The source is polled only under the state lock, by
+//!    the branch that asks, and the item it yields is returned by that poll:
+//!    no item is ever held for a branch, so none is lost with a dropped branch
+//!    and none is given twice.
+//! 2. **Nobody waits for nothing.** A branch returns `Pending` only parked in
+//!    one of the two sets:
+//!    - `waiting`, after the source returned `Pending` to it — it parks with
+//!      the epoch read *before* that poll, so a wake-up of the source during
+//!      the poll is repeated ([`WakerSet`](crate::internal::waker_set)'s
+//!      invariant 2);
+//!    - `blocked`, after it found the lock taken — it parks, fences and tries
+//!      the lock again, while the holder, after letting go, fences and looks
+//!      at `blocked` and wakes it if it yielded an item, or if a wake-up came
+//!      while it held the lock. So a blocked branch is either let in or woken.
+//! 3. **A wake-up is never owned by one branch.** Every wake-up of the source
+//!    (its waker, the end, a cancel) wakes both sets whole. A branch woken
+//!    and then dropped without polling again so never strands another: the
+//!    others were woken too, or parked later and looked at the source
+//!    themselves. (Before the "after letting go" of invariant 2, a branch that
+//!    found the lock taken just as the holder re-woke the sets, the holder
+//!    then dropped, waited for ever: found by the loom model below.)
+//! 4. The source's panic poisons the lock; every other branch then panics at
+//!    its next poll with the source's message (woken for it by
+//!    [`WakeOnUnwind`]).
+//!
+//! Model-checked by `loom_tests` below (`RUSTFLAGS="--cfg loom"`).
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{Ordering, fence};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use futures::Stream;
 use futures::stream::{BoxStream, FusedStream};
 
 use super::{Branches, CancelWatch, Parked, WakeOnUnwind, try_lock};
+use crate::internal::sync::{Arc, Mutex, Ordering, fence};
 
 const OPERATOR: &str = "fan_out";
 
@@ -55,7 +83,7 @@ where
 {
     let branches = n.into();
     let parked = Parked::new(branches.count());
-    let source_waker = Waker::from(Arc::clone(&parked));
+    let source_waker = Waker::from(std::sync::Arc::clone(&parked));
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             source: Some(Box::pin(source)),
@@ -84,7 +112,7 @@ pub struct Branch<T> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    parked: Arc<Parked>,
+    parked: std::sync::Arc<Parked>,
     /// Wakes every parked branch; the only waker the source is polled with.
     source_waker: Waker,
 }
@@ -124,7 +152,7 @@ impl<T> Stream for Branch<T> {
         let parked = &*shared.parked;
 
         let _wake = WakeOnUnwind(&shared.source_waker);
-        let mut state = match try_lock(&shared.state, OPERATOR) {
+        let mut state = match try_lock(&shared.state, parked, OPERATOR) {
             Some(state) => state,
             None => {
                 // Another branch is polling the source. Park first, then look
@@ -132,7 +160,7 @@ impl<T> Stream for Branch<T> {
                 // we see the lock free (the fences order the two).
                 parked.blocked.register(this.slot, cx.waker());
                 fence(Ordering::SeqCst);
-                let Some(state) = try_lock(&shared.state, OPERATOR) else {
+                let Some(state) = try_lock(&shared.state, parked, OPERATOR) else {
                     return Poll::Pending;
                 };
                 parked.blocked.unregister(this.slot);
@@ -141,7 +169,8 @@ impl<T> Stream for Branch<T> {
         };
 
         let epoch = parked.waiting.epoch();
-        let polled = state.poll_source(&mut Context::from_waker(&shared.source_waker));
+        let polled = parked
+            .poll_source(|| state.poll_source(&mut Context::from_waker(&shared.source_waker)));
         match polled {
             Poll::Ready(Some(item)) => {
                 drop(state);
@@ -162,12 +191,19 @@ impl<T> Stream for Branch<T> {
             Poll::Pending => {
                 // The source will wake the parked branches; join them. If it
                 // already woke them while we were polling, branches that parked
-                // meanwhile may have missed it: wake everyone again.
+                // meanwhile may have missed it: wake everyone again — after
+                // letting go, so that a branch that found the lock taken up
+                // to the last moment is seen too (the fences order its
+                // parking against our look). Waking only ourselves would
+                // strand it if we were dropped before polling again.
                 parked.waiting.park(this.slot, cx.waker(), epoch);
-                if parked.waiting.epoch() != epoch {
+                drop(state);
+                // `any_parked` first: its fence also orders the look at the
+                // epoch after a blocked branch's parking, and so after any
+                // wake-up that branch missed.
+                if parked.blocked.any_parked() && parked.waiting.epoch() != epoch {
                     parked.blocked.wake_all();
                 }
-                drop(state);
                 Poll::Pending
             }
         }
@@ -215,5 +251,73 @@ impl<T> fmt::Debug for Branch<T> {
             .field("index", &self.slot)
             .field("done", &self.done)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::future::poll_fn;
+
+    use futures::StreamExt;
+    use loom::future::block_on;
+    use loom::thread;
+
+    use super::*;
+    use crate::internal::sync::model::{Chan, builder};
+
+    /// Exactly-once hand-off with no lost wake-up: two branches on two
+    /// threads share a source fed by a third; each item reaches exactly one
+    /// branch, and both branches end once the source does.
+    #[test]
+    fn loom_each_item_goes_to_exactly_one_branch() {
+        builder().check(|| {
+            let source = Chan::new();
+            let branches = fan_out(source.clone(), 2);
+            let consumers: Vec<_> = branches
+                .into_iter()
+                .map(|branch| thread::spawn(move || block_on(branch.collect::<Vec<u32>>())))
+                .collect();
+            source.send(1);
+            source.send(2);
+            source.close();
+            let mut got: Vec<u32> = consumers
+                .into_iter()
+                .flat_map(|consumer| consumer.join().unwrap())
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
+        });
+    }
+
+    /// A branch that was polled, parked, woken and then dropped without
+    /// polling again must not take the wake-up with it: a branch that found
+    /// the source's lock taken meanwhile still gets the item.
+    #[test]
+    fn loom_a_dropped_branch_strands_no_other() {
+        builder().check(|| {
+            let source = Chan::new();
+            let mut branches = fan_out(source.clone(), 2);
+            let (mut dropped, kept) = (branches.remove(0), branches.remove(0));
+            let dropper = thread::spawn(move || {
+                let got = block_on(poll_fn(|cx| Poll::Ready(dropped.poll_next_unpin(cx))));
+                drop(dropped);
+                got
+            });
+            let keeper = thread::spawn(move || {
+                let mut kept = kept;
+                block_on(kept.next())
+            });
+            source.send(1);
+            if let Poll::Ready(Some(_)) = dropper.join().unwrap() {
+                // The item went to the dropped branch: end the source so
+                // that the kept one ends too.
+                source.close();
+                assert_eq!(keeper.join().unwrap(), None);
+            } else {
+                // Nothing but the item's own wake-up can wake the kept
+                // branch: it must get the item.
+                assert_eq!(keeper.join().unwrap(), Some(1));
+            }
+        });
     }
 }

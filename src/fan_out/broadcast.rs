@@ -3,8 +3,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
@@ -12,6 +10,7 @@ use futures::stream::{BoxStream, FusedStream};
 
 use super::batched::{BatchedBranch, BatchedState, Hub, Refill, Refilled};
 use super::{Branches, CancelWatch, Parked};
+use crate::internal::sync::{AtomicUsize, Ordering, fence};
 
 const OPERATOR: &str = "broadcast";
 
@@ -60,7 +59,7 @@ where
     assert!(capacity > 0, "`capacity` must be at least 1, got 0");
     let branches = n.into();
     let parked = Parked::new(branches.count());
-    let source_waker = Waker::from(Arc::clone(&parked));
+    let source_waker = Waker::from(std::sync::Arc::clone(&parked));
     let cancel = branches.cancel_watch(&source_waker);
     let cancel_hint = cancel.as_ref().map(CancelWatch::hint);
     let state = State {

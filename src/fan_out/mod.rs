@@ -55,10 +55,12 @@ mod branches;
 mod broadcast;
 mod partition;
 
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::panic::AssertUnwindSafe;
+use std::sync::{OnceLock, TryLockError};
 use std::task::{Wake, Waker};
 
 use crate::internal::cancel_watch::{CancelHint, CancelWatch};
+use crate::internal::sync::{Arc, Mutex, MutexGuard};
 use crate::internal::waker_set::WakerSet;
 
 pub use branch::{Branch, fan_out};
@@ -76,13 +78,19 @@ struct Parked {
     /// Blocked by another branch — `fan_out`: polling the source; `broadcast`:
     /// the fullest — and woken when that branch lets go or takes an item.
     blocked: Arc<WakerSet>,
+    /// The message of the source's panic, for the branches that did not
+    /// poll it: they panic too, and say what happened.
+    source_panic: OnceLock<String>,
 }
 
 impl Parked {
-    fn new(branches: usize) -> Arc<Self> {
-        Arc::new(Parked {
+    // The waker the source is polled with is built from this `Arc`, so it is
+    // `std`'s (the sets inside are the shim's).
+    fn new(branches: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Parked {
             waiting: WakerSet::new(branches),
             blocked: WakerSet::new(branches),
+            source_panic: OnceLock::new(),
         })
     }
 
@@ -90,14 +98,39 @@ impl Parked {
         self.waiting.unregister(slot);
         self.blocked.unregister(slot);
     }
+
+    /// Runs `poll`, a poll of the source. If the source panics, keeps the
+    /// panic's message for the other branches and resumes the panic here.
+    fn poll_source<R>(&self, poll: impl FnOnce() -> R) -> R {
+        std::panic::catch_unwind(AssertUnwindSafe(poll)).unwrap_or_else(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|message| (*message).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let _ = self.source_panic.set(message);
+            std::panic::resume_unwind(payload)
+        })
+    }
+
+    /// The panic of a branch that finds the source poisoned: the source
+    /// panicked while another branch polled it.
+    fn source_panicked(&self, operator: &str) -> ! {
+        match self.source_panic.get() {
+            Some(message) => {
+                panic!("{operator}: the source panicked in another branch: {message}")
+            }
+            None => panic!("{operator}: the source panicked in another branch"),
+        }
+    }
 }
 
 impl Wake for Parked {
-    fn wake(self: Arc<Self>) {
+    fn wake(self: std::sync::Arc<Self>) {
         self.wake_by_ref();
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
         self.waiting.wake_all();
         self.blocked.wake_all();
     }
@@ -105,21 +138,24 @@ impl Wake for Parked {
 
 /// Locks the state shared by the branches. Poisoned means the source panicked
 /// while another branch polled it: that panic was already resumed there, so
-/// this branch panics too instead of polling a source in an unknown state.
-fn lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> MutexGuard<'a, S> {
+/// this branch panics too (with the source's message) instead of polling a
+/// source in an unknown state.
+fn lock<'a, S>(state: &'a Mutex<S>, parked: &Parked, operator: &str) -> MutexGuard<'a, S> {
     state
         .lock()
-        .unwrap_or_else(|_| panic!("{operator}: the source panicked in another branch"))
+        .unwrap_or_else(|_| parked.source_panicked(operator))
 }
 
 /// `try_lock`, with the same meaning of poisoning as [`lock`].
-fn try_lock<'a, S>(state: &'a Mutex<S>, operator: &str) -> Option<MutexGuard<'a, S>> {
+fn try_lock<'a, S>(
+    state: &'a Mutex<S>,
+    parked: &Parked,
+    operator: &str,
+) -> Option<MutexGuard<'a, S>> {
     match state.try_lock() {
         Ok(guard) => Some(guard),
         Err(TryLockError::WouldBlock) => None,
-        Err(TryLockError::Poisoned(_)) => {
-            panic!("{operator}: the source panicked in another branch")
-        }
+        Err(TryLockError::Poisoned(_)) => parked.source_panicked(operator),
     }
 }
 

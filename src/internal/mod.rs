@@ -3,7 +3,8 @@
 pub(crate) mod cancel_watch;
 pub(crate) mod ready_queue;
 pub(crate) mod reorder;
-#[cfg(test)]
+pub(crate) mod sync;
+#[cfg(all(test, not(loom)))]
 pub(crate) mod wake_counter;
 pub(crate) mod waker_set;
 

@@ -34,13 +34,13 @@ pub(super) fn listen(state: Arc<State>) -> AbortOnDropHandle<()> {
     AbortOnDropHandle::new(task)
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, not(loom)))]
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, not(loom)))]
 impl Signals {
     fn register() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
@@ -66,12 +66,12 @@ impl Signals {
     }
 }
 
-#[cfg(windows)]
+#[cfg(all(windows, not(loom)))]
 struct Signals {
     ctrl_c: tokio::signal::windows::CtrlC,
 }
 
-#[cfg(windows)]
+#[cfg(all(windows, not(loom)))]
 impl Signals {
     fn register() -> Self {
         let ctrl_c = tokio::signal::windows::ctrl_c().unwrap_or_else(|err| {
@@ -85,5 +85,21 @@ impl Signals {
             Some(()) => "Ctrl-C",
             None => std::future::pending().await,
         }
+    }
+}
+
+/// Tokio built with `--cfg loom` (the model-checking build, see
+/// `docs/reliability.md`) has no signal handling: no signal ever arrives.
+#[cfg(loom)]
+struct Signals;
+
+#[cfg(loom)]
+impl Signals {
+    fn register() -> Self {
+        Signals
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        std::future::pending().await
     }
 }

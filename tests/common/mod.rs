@@ -72,6 +72,9 @@ where
         message.contains(&format!("{operator}: the source panicked")),
         "{message}"
     );
+    // Whichever branch's panic reaches the consumer first tells what
+    // happened (every source in these suites panics with "source failed").
+    assert!(message.contains("source failed"), "{message}");
 }
 
 /// A runtime of its own for each property case, with two worker threads so
@@ -168,4 +171,32 @@ impl Drop for DropCount {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Log capture, for the tracing suites (each a test binary of its own).
+
+/// Sends this thread's logs (no time, no colours) to a file of this
+/// process's own, named after `suite`, until the guard is dropped; then
+/// [`read_logs`] returns them. Rebuilds tracing's interest cache, so no
+/// callsite keeps an interest cached before the subscriber was installed.
+pub fn log_to_file(suite: &str) -> (tracing::subscriber::DefaultGuard, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("tokio-conc-{suite}-{}.log", std::process::id()));
+    let file = std::fs::File::create(&path).expect("create the log file");
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(file)
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    // A current-thread runtime runs every task on this thread, under this default.
+    let default = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    (default, path)
+}
+
+/// The logs written to `path` by [`log_to_file`]; removes the file.
+pub fn read_logs(path: &std::path::Path) -> String {
+    let logs = std::fs::read_to_string(path).expect("read the log file");
+    let _ = std::fs::remove_file(path);
+    logs
 }

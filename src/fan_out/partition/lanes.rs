@@ -2,13 +2,13 @@
 //! held item, and the pull that fills them.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures::stream::BoxStream;
 
 use super::super::batched::BatchedState;
 use crate::internal::cancel_watch::CancelWatch;
+use crate::internal::sync::{AtomicUsize, Ordering};
 
 /// The most source items one poll of a lane takes while looking for one of its
 /// own, so that a run of items for other lanes cannot monopolize the thread.

@@ -4,8 +4,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
 use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
@@ -15,6 +13,7 @@ mod lanes;
 
 use super::batched::{BatchedBranch, BatchedState, Hub, Refill, Refilled};
 use super::{Branches, CancelWatch, Parked};
+use crate::internal::sync::{Ordering, fence};
 use lanes::State;
 
 const OPERATOR: &str = "partition";
@@ -104,7 +103,7 @@ where
     let branches = n.into();
     let lanes = branches.count();
     let parked = Parked::new(lanes);
-    let source_waker = Waker::from(Arc::clone(&parked));
+    let source_waker = Waker::from(std::sync::Arc::clone(&parked));
     let cancel = branches.cancel_watch(&source_waker);
     let route = move |item: &S::Item| {
         // A fixed-key hasher: the same key goes to the same lane in every run.
