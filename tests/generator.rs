@@ -13,6 +13,10 @@ use tokio::time::timeout;
 use tokio_conc::generator::{Closed, Yielder};
 use tokio_conc::prelude::*;
 
+mod common;
+
+use common::alive_tasks;
+
 /// Sets its flag when dropped: proves a producer was dropped or finished.
 struct DropGuard(Arc<AtomicBool>);
 
@@ -20,12 +24,6 @@ impl Drop for DropGuard {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
 }
 
 /// Lets other tasks run until `done` holds (or gives up after many turns).

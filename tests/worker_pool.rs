@@ -15,35 +15,9 @@ use tokio::sync::Semaphore;
 use tokio_conc::pool::{PoolStats, RejectReason};
 use tokio_conc::prelude::*;
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+mod common;
 
-/// Lets the runtime run until `done` holds; fails instead of hanging.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .is_err()
-    {
-        panic!("timed out waiting until {what}");
-    }
-}
-
-/// Awaits `fut`, or fails naming what hung: a regression must fail the
-/// suite, not hang it. Under paused time the limit is simulated, so it only
-/// trips once nothing else can happen.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(600), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
+use common::{DropCount, alive_tasks, until, within};
 
 /// Lets every ready task run a few times, without moving the clock.
 async fn settle() {
@@ -59,15 +33,6 @@ fn gate() -> Arc<Semaphore> {
 
 async fn pass(gate: &Semaphore) {
     gate.acquire().await.expect("gate never closes").forget();
-}
-
-/// Counts the drops of the futures it is moved into.
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
 }
 
 fn accounted(stats: PoolStats) -> u64 {
