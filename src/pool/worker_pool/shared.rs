@@ -162,7 +162,7 @@ impl Wake {
 
 /// How long one worker's jobs run, sampled: the clock is read when a run of
 /// jobs starts (the worker's first, or the first after it parked) and then
-/// after 1, 2, 4, … up to [`MAX_SAMPLE_GAP`] jobs while they are quick, after
+/// every 1, 2, 4, … up to [`MAX_SAMPLE_GAP`] jobs while they are quick, after
 /// every job once they are slow. The time between two reads, over the jobs
 /// run between them, is the jobs' pace (the worker's own few steps between
 /// jobs included).
@@ -212,10 +212,12 @@ impl Pace {
         self.jobs = 0;
     }
 
-    /// Idle time is no job's: the next run of jobs is timed afresh.
+    /// Idle time is no job's: the next run of jobs is timed from its first
+    /// job. The sampling gap is kept, so a worker that parks often (quick
+    /// jobs that drain the queue) reads the clock once per wake-up, not
+    /// after 1, 2, 4, … jobs each time.
     fn parks(&mut self) {
         self.since = None;
-        self.every = 1;
     }
 }
 
