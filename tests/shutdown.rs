@@ -4,7 +4,6 @@
 //! `shutdown_signals.rs`, tracing in `shutdown_tracing.rs` (process-global).
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -582,15 +581,13 @@ async fn close_on_wakes_a_waiting_consumer() {
 
 /// A subscriber that reads slowly (10 ms a message) until its subscription
 /// ends: what it got, and why it ended.
-fn slow_reader(mut sub: Subscription<u32>) -> impl Future<Output = (Vec<u32>, Option<EndReason>)> {
-    async move {
-        let mut got = Vec::new();
-        while let Some(msg) = sub.next().await {
-            got.push(msg);
-            sleep(Duration::from_millis(10)).await;
-        }
-        (got, sub.end_reason())
+async fn slow_reader(mut sub: Subscription<u32>) -> (Vec<u32>, Option<EndReason>) {
+    let mut got = Vec::new();
+    while let Some(msg) = sub.next().await {
+        got.push(msg);
+        sleep(Duration::from_millis(10)).await;
     }
+    (got, sub.end_reason())
 }
 
 /// Pub/sub under a shutdown: a tracked task closes the topic when draining
