@@ -120,6 +120,30 @@ async fn unread_ids(client: &Client, key: &str) -> BTreeSet<EntryId> {
     all.iter().map(|e| e.0).filter(|id| *id > last).collect()
 }
 
+/// Waits until every id in `acked` is acknowledged on the server (no longer
+/// pending in group `g` of `jobs`), then checks that each of the `total`
+/// entries is in exactly one place: acknowledged, still pending (read and
+/// not acknowledged, or given back), or unread. Returns the pending ids.
+async fn every_entry_accounted_for(
+    client: &Client,
+    acked: &BTreeSet<EntryId>,
+    total: usize,
+) -> BTreeSet<EntryId> {
+    eventually("every acknowledgement flushed", || async {
+        pending_ids(client, "jobs", "g").await.is_disjoint(acked)
+    })
+    .await;
+    let pending = pending_ids(client, "jobs", "g").await;
+    let unread = unread_ids(client, "jobs").await;
+    assert!(pending.is_disjoint(&unread) && acked.is_disjoint(&unread));
+    assert_eq!(
+        acked.len() + pending.len() + unread.len(),
+        total,
+        "acknowledged + pending + unread = all added"
+    );
+    pending
+}
+
 async fn xlen(client: &Client, key: &str) -> u64 {
     let mut c = conn(client).await;
     driver::cmd("XLEN")
@@ -598,19 +622,8 @@ async fn cancelling_mid_stream_loses_nothing() {
     assert!(stopped, "a stopped source says so");
 
     let acked = acked.lock().unwrap().clone();
-    eventually("acknowledgements flushed", || async {
-        pending_ids(&client, "jobs", "g").await.is_disjoint(&acked)
-    })
-    .await;
-    let pending = pending_ids(&client, "jobs", "g").await;
-    let unread = unread_ids(&client, "jobs").await;
     assert!(acked.len() >= 300);
-    assert!(pending.is_disjoint(&unread) && acked.is_disjoint(&unread));
-    let accounted = acked.len() + pending.len() + unread.len();
-    assert_eq!(
-        accounted, 1000,
-        "acknowledged + pending + unread = all added"
-    );
+    every_entry_accounted_for(&client, &acked, 1000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,21 +729,8 @@ async fn a_shutdown_drains_the_source_and_every_ack_is_flushed() {
         "every delivery handed out was handled"
     );
     assert!(handled.len() < 1000, "the shutdown came mid-stream");
-    eventually("every handled entry acknowledged", || async {
-        pending_ids(&client, "jobs", "g")
-            .await
-            .is_disjoint(&handled)
-    })
-    .await;
-    let pending = pending_ids(&client, "jobs", "g").await;
+    let pending = every_entry_accounted_for(&client, &handled, 1000).await;
     assert!(pending.len() <= 64, "at most a prefetch window read ahead");
-    let unread = unread_ids(&client, "jobs").await;
-    assert!(pending.is_disjoint(&unread) && handled.is_disjoint(&unread));
-    assert_eq!(
-        handled.len() + pending.len() + unread.len(),
-        1000,
-        "handled + given back + unread = all added"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
