@@ -83,8 +83,7 @@ where
 #[test]
 fn cpu_bound_calls_of_par_map_unordered_overlap_in_time() {
     assert_calls_overlap("par_map_unordered", || {
-        stream::iter(0..JOBS)
-            .par_map_unordered(2, |_| async { spin(Duration::from_micros(1500)) })
+        stream::iter(0..JOBS).par_map_unordered(2, |_| async { spin(Duration::from_micros(1500)) })
     });
 }
 

@@ -7,6 +7,45 @@
 //! tokio mpsc hop costs about 100 ns per item and wakes the receiver per item;
 //! this costs one uncontended lock per batch, which is what lets a parallel
 //! pool keep up with `buffer_unordered` on trivial work (see `benches/pool.rs`).
+//!
+//! # Invariants
+//!
+//! 1. **No item is lost.** Every item the consumer queues is, exactly once,
+//!    either run by one worker with its result handed over, or *cut* (its
+//!    sequence number is at or past the cutoff a fail-fast pool set, so no
+//!    result is needed for it), or dropped with the whole pool (cancel, drop,
+//!    panic). A worker never drops an item it took and did not run: it hands
+//!    it back ([`HandOff::hand_over`]) or skips it as cut.
+//! 2. **Queues stay sorted.** Each lane's queue is in sequence order: the
+//!    consumer appends items newer than any queued, and a worker's handed-back
+//!    rest is merged into place, so two workers handing back at once cannot
+//!    put a later item ahead of an earlier one.
+//! 3. **Nothing waits behind a pending call.** Before a worker awaits a call
+//!    that returned `Pending`, it hands over its finished results and the
+//!    unstarted rest of its batch, and wakes a parked consumer that can
+//!    release something (unordered: any result; ordered: the head) — also for
+//!    results it flushed earlier without a wake-up. Keyed lanes keep their
+//!    rest: only their own worker may run it, in order.
+//! 4. **No lost wake-up.** A side parks (stores its waker) under the lock only
+//!    after finding nothing to do under that same lock; a side that makes work
+//!    for a parked side takes its waker under the lock and wakes it after
+//!    unlocking. A results batch may be flushed without a wake-up only while
+//!    its worker goes on running quick calls (one wake-up costs more than many
+//!    trivial items); invariant 3, parking, and returning all wake.
+//! 5. **A panic is never lost.** A panic caught in a worker is stored here and
+//!    wakes the consumer, which resumes it before releasing anything else at
+//!    its next exchange, and, whatever else ends the pool (input end, failure,
+//!    cancel), after joining the workers and before its last item.
+//! 6. **No call starts after a cancel.** Cancelling the pool's context raises
+//!    a flag inside `cancel()` itself (see
+//!    [`CancelWatch`](crate::internal::cancel_watch::CancelWatch)); a worker
+//!    reads it, one atomic load, before every call and every batch.
+//! 7. **A worker returns only when no item can come to it**: the input has
+//!    ended, its queue is empty, and (shared queue) no other worker holds
+//!    taken items it could still hand back. Workers report what they hold
+//!    (`lent`), so one blocked in a call cannot strand the rest of its batch
+//!    after the others have returned.
+//! 8. User code never runs under the lock.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -14,6 +53,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::internal::cancel_watch::CancelHint;
 
 /// A panic payload caught in a worker, to be resumed in the consumer.
 pub(crate) type Panic = Box<dyn Any + Send>;
@@ -24,10 +67,37 @@ pub(crate) type Job<T> = (u64, T);
 /// What a worker gets from [`HandOff::poll_take`].
 pub(crate) enum Take {
     /// The batch was filled. `woke_consumer` says the worker just woke the
-    /// consumer (into its own thread's LIFO slot, on a multi-thread runtime).
-    Work { woke_consumer: bool },
-    /// Input ended and nothing is left: the worker should return.
+    /// consumer (into its own thread's LIFO slot, on a multi-thread runtime);
+    /// `owes_wake` that it flushed results a parked consumer could release
+    /// without waking it, so it must before it awaits anything (invariant 3).
+    Work {
+        woke_consumer: bool,
+        owes_wake: bool,
+    },
+    /// Input ended and nothing is left, or the pool was cancelled: the worker
+    /// should return.
     Closed,
+}
+
+/// What a worker holds between two visits to the hand-off.
+pub(crate) struct Hands<T, O> {
+    /// The items it took, run in order.
+    pub(crate) batch: Vec<Job<T>>,
+    /// Results not yet handed over.
+    pub(crate) out: Vec<Job<O>>,
+    /// How many of the items it took are not yet reported finished or put
+    /// back (the hand-off's `lent` counts them).
+    pub(crate) held: usize,
+}
+
+impl<T, O> Hands<T, O> {
+    pub(crate) fn new() -> Self {
+        Hands {
+            batch: Vec::new(),
+            out: Vec::new(),
+            held: 0,
+        }
+    }
 }
 
 /// Where each input item goes.
@@ -45,6 +115,17 @@ const SMALL_BATCH: usize = 16;
 /// The largest batch: enough to make the per-batch lock and wake-up vanish
 /// per item, small enough that the window holds several batches in flight.
 const MAX_BATCH: usize = 64;
+
+/// The longest a finished result waits for a parked consumer when workers
+/// come back for more work without anything pending in between.
+const MAX_RESULT_DELAY: Duration = Duration::from_micros(500);
+
+/// How workers learn, without a lock, that the pool's context was cancelled.
+pub(crate) struct Stop {
+    /// Raised inside the context's `cancel()`.
+    pub(crate) hint: CancelHint,
+    pub(crate) token: CancellationToken,
+}
 
 pub(crate) struct HandOff<T, O> {
     state: Mutex<State<T, O>>,
@@ -66,13 +147,12 @@ pub(crate) struct HandOff<T, O> {
     ordered: bool,
     /// A parked consumer is woken for finished results only once this many
     /// are waiting, or the queue is down to `low_water`, or it has waited
-    /// [`MAX_RESULT_DELAY`]: each wake-up costs more than many items.
+    /// [`MAX_RESULT_DELAY`], or a worker is about to wait: each wake-up costs
+    /// more than many trivial items.
     wake_at: usize,
     low_water: usize,
+    stop: Option<Stop>,
 }
-
-/// The longest a finished result waits for a parked consumer.
-const MAX_RESULT_DELAY: Duration = Duration::from_micros(500);
 
 struct State<T, O> {
     queues: Vec<VecDeque<Job<T>>>,
@@ -86,44 +166,52 @@ struct State<T, O> {
     /// Ordered pools: the result for `head` is in `done`.
     head_done: bool,
     input_ended: bool,
+    /// Items taken by workers and not yet finished or handed back.
+    lent: usize,
     panic: Option<Panic>,
 }
 
+/// The settings of a [`HandOff`].
+pub(crate) struct Setup<O> {
+    pub(crate) workers: usize,
+    /// The runtime's worker thread count.
+    pub(crate) threads: usize,
+    /// How many items the consumer lets be pulled and not yet released.
+    pub(crate) window: usize,
+    pub(crate) lanes: Lanes,
+    pub(crate) ordered: bool,
+    pub(crate) fails: Option<fn(&O) -> bool>,
+    pub(crate) stop: Option<Stop>,
+}
+
 impl<T, O> HandOff<T, O> {
-    /// `threads` is the runtime's worker thread count; `window` is how many items the consumer lets be pulled and not yet
-    /// released.
-    pub(crate) fn new(
-        workers: usize,
-        threads: usize,
-        window: usize,
-        lanes: Lanes,
-        ordered: bool,
-        fails: Option<fn(&O) -> bool>,
-    ) -> Self {
-        let queues = match lanes {
+    pub(crate) fn new(setup: Setup<O>) -> Self {
+        let queues = match setup.lanes {
             Lanes::Shared => 1,
-            Lanes::PerWorker => workers,
+            Lanes::PerWorker => setup.workers,
         };
         HandOff {
             state: Mutex::new(State {
                 queues: (0..queues).map(|_| VecDeque::new()).collect(),
                 done: VecDeque::new(),
-                idle: (0..workers).map(|_| None).collect(),
+                idle: (0..setup.workers).map(|_| None).collect(),
                 consumer: None,
                 parked_at: None,
                 head: 0,
                 head_done: false,
                 input_ended: false,
+                lent: 0,
                 panic: None,
             }),
             cutoff: AtomicU64::new(u64::MAX),
             batch_hint: AtomicUsize::new(1),
-            sharers: workers.min(threads).max(1),
-            lanes,
-            fails,
-            ordered,
-            wake_at: (window / 4).max(1),
-            low_water: window / 2,
+            sharers: setup.workers.min(setup.threads).max(1),
+            lanes: setup.lanes,
+            fails: setup.fails,
+            ordered: setup.ordered,
+            wake_at: (setup.window / 4).max(1),
+            low_water: setup.window / 2,
+            stop: setup.stop,
         }
     }
 
@@ -135,6 +223,14 @@ impl<T, O> HandOff<T, O> {
 
     pub(crate) fn fails(&self, output: &O) -> bool {
         self.fails.is_some_and(|fails| fails(output))
+    }
+
+    /// Whether the pool's context was cancelled: one atomic load while it
+    /// was not (invariant 6).
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.hint.raised() && stop.token.is_cancelled())
     }
 
     /// Whether the item numbered `seq` should be dropped unprocessed.
@@ -154,27 +250,45 @@ impl<T, O> HandOff<T, O> {
         self.cutoff.fetch_min(cutoff, Ordering::Relaxed);
     }
 
-    /// Worker side, one lock per batch: hands over `out`, then takes up to
-    /// `limit` queued items into `batch` (the worker's timing says how many
-    /// fit in one batch). Unless that is a small batch anyway, it takes at
-    /// most a fair share of the queue, in case the timing is stale. Parks
-    /// the worker if nothing is queued.
+    /// Moves `out` into the shared results; returns whether there were any.
+    fn flush(&self, state: &mut State<T, O>, out: &mut Vec<Job<O>>) -> bool {
+        if out.is_empty() {
+            return false;
+        }
+        if self.ordered && !state.head_done {
+            let head = state.head;
+            state.head_done = out.iter().any(|(seq, _)| *seq == head);
+        }
+        state.done.extend(out.drain(..));
+        true
+    }
+
+    /// Whether a parked consumer could release a result now.
+    fn deliverable(&self, state: &State<T, O>) -> bool {
+        !state.done.is_empty() && (!self.ordered || state.head_done)
+    }
+
+    /// Worker side, one lock per batch: hands over `hands.out` (the results
+    /// of the items it held), then takes up to `limit` queued items into
+    /// `hands.batch` (the worker's timing says how many fit in one batch).
+    /// Unless that is a small batch anyway, it takes at most a fair share of
+    /// the queue, in case the timing is stale. Parks the worker if nothing is
+    /// queued.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
         index: usize,
-        out: &mut Vec<Job<O>>,
+        hands: &mut Hands<T, O>,
         urgent: bool,
-        batch: &mut Vec<Job<T>>,
         limit: usize,
     ) -> Poll<Take> {
+        if self.stopped() {
+            return Poll::Ready(Take::Closed);
+        }
+        debug_assert!(hands.batch.is_empty());
         let mut state = self.lock();
-        let flushed = !out.is_empty();
-        // Ordered: results are worth a wake-up only once the one the consumer
-        // waits for is among them (a batch is at most `MAX_BATCH` long).
-        let has_head = self.ordered && out.iter().any(|(seq, _)| *seq == state.head);
-        state.head_done |= has_head;
-        state.done.extend(out.drain(..));
+        state.lent -= std::mem::take(&mut hands.held);
+        let flushed = self.flush(&mut state, &mut hands.out);
         let lane = match self.lanes {
             Lanes::Shared => 0,
             Lanes::PerWorker => index,
@@ -186,12 +300,24 @@ impl<T, O> HandOff<T, O> {
                 Lanes::PerWorker => queued.min(MAX_BATCH),
             };
             self.batch_hint.store(limit, Ordering::Relaxed);
-            batch.extend(state.queues[lane].drain(..share.min(limit).min(queued).max(1)));
+            let taken = share.min(limit).min(queued).max(1);
+            hands.batch.extend(state.queues[lane].drain(..taken));
+            hands.held = taken;
+            state.lent += taken;
             let consumer = self.consumer_to_wake(&mut state, flushed, urgent, lane);
             let woke_consumer = consumer.is_some();
-            (Poll::Ready(Take::Work { woke_consumer }), consumer)
+            let owes_wake = !woke_consumer && state.consumer.is_some() && self.deliverable(&state);
+            let work = Take::Work {
+                woke_consumer,
+                owes_wake,
+            };
+            (Poll::Ready(work), consumer)
         } else {
-            let poll = if state.input_ended {
+            // Keyed lanes are only ever refilled by the consumer.
+            let drained = self.lanes == Lanes::PerWorker || state.lent == 0;
+            let poll = if state.input_ended && drained {
+                // Let the other parked workers return too.
+                self.wakers_to_close(&mut state);
                 Poll::Ready(Take::Closed)
             } else {
                 let slot = &mut state.idle[index];
@@ -200,15 +326,13 @@ impl<T, O> HandOff<T, O> {
                 }
                 Poll::Pending
             };
-            // Returning: whatever is done goes to the consumer now. Parking:
-            // so does it, unless an ordered consumer still lacks the head
-            // (the worker running it will flush it): until then it could
-            // neither release results nor take more input.
-            let lacks_head = self.ordered && !state.head_done && poll.is_pending();
-            let consumer = if state.done.is_empty() || lacks_head {
-                None
-            } else {
+            // Returning or parking: whatever the consumer can release goes to
+            // it now (ordered: not before the head is done — until then it
+            // could neither release results nor take more input).
+            let consumer = if self.deliverable(&state) {
                 state.consumer.take()
+            } else {
+                None
             };
             (poll, consumer)
         };
@@ -219,6 +343,14 @@ impl<T, O> HandOff<T, O> {
         poll
     }
 
+    /// Closing: wakes every parked worker, so each sees there is nothing
+    /// left and returns.
+    fn wakers_to_close(&self, state: &mut State<T, O>) {
+        for waker in state.idle.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+    }
+
     /// Whether the results just flushed are worth waking the consumer for.
     fn consumer_to_wake(
         &self,
@@ -227,15 +359,13 @@ impl<T, O> HandOff<T, O> {
         urgent: bool,
         lane: usize,
     ) -> Option<Waker> {
-        if !flushed || state.consumer.is_none() {
+        if !flushed || state.consumer.is_none() || !self.deliverable(state) {
             return None;
         }
-        // Enough results, or a queue running low; ordered, only once the head
-        // is done (before that the consumer can release nothing). Waking an
-        // ordered consumer for the head alone releases a batch or two per
-        // wake-up, and each wake-up costs more than many items.
-        let plenty = (!self.ordered || state.head_done)
-            && (state.done.len() >= self.wake_at || state.queues[lane].len() <= self.low_water);
+        // Enough results, or a queue running low. Waking an ordered consumer
+        // for the head alone releases a batch or two per wake-up, and each
+        // wake-up costs more than many items.
+        let plenty = state.done.len() >= self.wake_at || state.queues[lane].len() <= self.low_water;
         let worth_it = urgent
             || plenty
             || state.input_ended
@@ -249,29 +379,31 @@ impl<T, O> HandOff<T, O> {
         }
     }
 
-    /// Worker side, when a call turns out to wait (so a lock is cheap next
-    /// to it): hands over `out`, wakes the consumer if results wait, and puts
-    /// the rest of the worker's batch back at the front of the queue (in
-    /// order), waking a parked worker to take it. Keyed lanes keep their
+    /// Worker side, before it awaits a call that returned `Pending`
+    /// (invariant 3): hands over `out`, wakes the consumer if it can release
+    /// a result, and puts the rest of the worker's batch back into the queue
+    /// (in order), waking a parked worker to take it. Keyed lanes keep their
     /// items, as only their own worker may run them.
-    pub(crate) fn give_back(
+    /// `held` counts the worker's taken items; the ones put back leave it.
+    pub(crate) fn hand_over(
         &self,
         out: &mut Vec<Job<O>>,
+        held: &mut usize,
         rest: &mut (impl DoubleEndedIterator<Item = Job<T>> + ExactSizeIterator),
     ) {
         let mut state = self.lock();
-        state.done.extend(out.drain(..));
+        self.flush(&mut state, out);
         // Results flushed earlier without a wake-up must not wait on this call.
-        let consumer = if state.done.is_empty() {
-            None
-        } else {
+        let consumer = if self.deliverable(&state) {
             state.consumer.take()
+        } else {
+            None
         };
         let mut idle = None;
         if self.lanes == Lanes::Shared && rest.len() > 0 {
-            for job in rest.rev() {
-                state.queues[0].push_front(job);
-            }
+            *held -= rest.len();
+            state.lent -= rest.len();
+            requeue(&mut state.queues[0], rest);
             idle = state.idle.iter_mut().find_map(Option::take);
         }
         drop(state);
@@ -280,6 +412,12 @@ impl<T, O> HandOff<T, O> {
         for waker in [consumer, idle].into_iter().flatten() {
             waker.wake();
         }
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) has anything to do for a worker
+    /// holding `out` and `rest` unstarted items.
+    pub(crate) fn must_hand_over(&self, out: &[Job<O>], rest: usize, owes_wake: bool) -> bool {
+        owes_wake || !out.is_empty() || (self.lanes == Lanes::Shared && rest > 0)
     }
 
     /// Worker side: a call of the pool's function panicked.
@@ -291,6 +429,11 @@ impl<T, O> HandOff<T, O> {
         if let Some(waker) = consumer {
             waker.wake();
         }
+    }
+
+    /// Consumer side: the panic a worker caught, if any.
+    pub(crate) fn take_panic(&self) -> Option<Panic> {
+        self.lock().panic.take()
     }
 
     /// Consumer side, one lock per batch: queues the `staged` input (one `Vec`
@@ -309,10 +452,10 @@ impl<T, O> HandOff<T, O> {
     ) -> Result<(), Panic> {
         debug_assert!(done.is_empty());
         let mut state = self.lock();
-        state.head = head;
         if let Some(panic) = state.panic.take() {
             return Err(panic);
         }
+        state.head = head;
         for (queue, items) in state.queues.iter_mut().zip(staged.iter_mut()) {
             queue.extend(items.drain(..));
         }
@@ -372,5 +515,49 @@ impl<T, O> HandOff<T, O> {
             waker.wake();
         }
         Ok(())
+    }
+}
+
+/// Puts `rest` (in sequence order) back into `queue` (in sequence order),
+/// keeping it sorted (invariant 2). Usually all of `rest` comes before the
+/// queue's front; when another worker handed back at the same time it may
+/// not, and each item is placed where it belongs.
+fn requeue<T>(
+    queue: &mut VecDeque<Job<T>>,
+    rest: &mut (impl DoubleEndedIterator<Item = Job<T>> + ExactSizeIterator),
+) {
+    for job in rest.rev() {
+        if queue.front().is_none_or(|(front, _)| job.0 < *front) {
+            queue.push_front(job);
+        } else {
+            let at = queue.partition_point(|(seq, _)| *seq < job.0);
+            queue.insert(at, job);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::requeue;
+
+    proptest! {
+        #[test]
+        fn handed_back_items_keep_the_queue_in_order(
+            seqs in proptest::collection::btree_set(0..500_u64, 0..80),
+            split in proptest::collection::vec(any::<bool>(), 80),
+        ) {
+            // Some items stay queued, the rest are handed back in order.
+            let (mut queued, mut back) = (VecDeque::new(), Vec::new());
+            for (seq, stays) in seqs.iter().zip(split) {
+                if stays { queued.push_back((*seq, ())) } else { back.push((*seq, ())) }
+            }
+            requeue(&mut queued, &mut back.into_iter());
+            let order: Vec<u64> = queued.iter().map(|(seq, _)| *seq).collect();
+            prop_assert_eq!(order, seqs.into_iter().collect::<Vec<_>>());
+        }
     }
 }
