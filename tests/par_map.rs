@@ -145,7 +145,13 @@ impl From<ContextError> for Fail {
 fn fallible_input(items: &[(u32, u8)], bad_every: u32) -> Vec<Result<(u32, u8), Fail>> {
     items
         .iter()
-        .map(|&(x, d)| if x % bad_every == 1 { Err(Fail(x)) } else { Ok((x, d)) })
+        .map(|&(x, d)| {
+            if x % bad_every == 1 {
+                Err(Fail(x))
+            } else {
+                Ok((x, d))
+            }
+        })
         .collect()
 }
 
@@ -383,7 +389,10 @@ async fn par_for_each_visits_every_item_once() {
 async fn try_par_for_each_returns_the_first_error() {
     let out = stream::iter(0..100_u32)
         .map(Ok)
-        .try_par_for_each(4, |x| async move { if x == 42 { Err(Fail(x)) } else { Ok(()) } })
+        .try_par_for_each(
+            4,
+            |x| async move { if x == 42 { Err(Fail(x)) } else { Ok(()) } },
+        )
         .await;
     assert_eq!(out, Err(Fail(42)));
     let ok = stream::iter(0..100_u32)
@@ -404,8 +413,12 @@ async fn try_par_for_each_returns_the_inputs_error() {
 async fn try_stages_chain_and_pass_the_first_error_on() {
     let stages = |input: Vec<Result<u32, Fail>>| {
         stream::iter(input)
-            .try_par_map(3, |x| async move { if x == 7 { Err(Fail(x)) } else { Ok(x * 10) } })
-            .try_par_map(2, |x| async move { if x == 50 { Err(Fail(x)) } else { Ok(x + 1) } })
+            .try_par_map(3, |x| async move {
+                if x == 7 { Err(Fail(x)) } else { Ok(x * 10) }
+            })
+            .try_par_map(2, |x| async move {
+                if x == 50 { Err(Fail(x)) } else { Ok(x + 1) }
+            })
             .collect::<Vec<_>>()
     };
     let ok: Vec<Result<u32, Fail>> = (0..5).map(Ok).collect();

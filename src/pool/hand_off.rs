@@ -14,24 +14,32 @@
 //!    either run by one worker with its result handed over, or *cut* (its
 //!    sequence number is at or past the cutoff a fail-fast pool set, so no
 //!    result is needed for it), or dropped with the whole pool (cancel, drop,
-//!    panic). A worker never drops an item it took and did not run: it hands
-//!    it back ([`HandOff::hand_over`]) or skips it as cut.
-//! 2. **Queues stay sorted.** Each lane's queue is in sequence order: the
-//!    consumer appends items newer than any queued, and a worker's handed-back
-//!    rest is merged into place, so two workers handing back at once cannot
-//!    put a later item ahead of an earlier one.
+//!    panic). A worker never drops an item it took and did not run: it runs
+//!    it, puts it on its shelf for others (invariant 3), or skips it as cut.
+//! 2. **Oldest first.** Each lane's queue is in sequence order (only the
+//!    consumer adds to it, newer items at the back), a batch is a run from its
+//!    front, and a shelf holds what is left of one batch, in order. A thief
+//!    takes from a shelf's front.
 //! 3. **Nothing waits behind a pending call.** Before a worker awaits a call
-//!    that returned `Pending`, it hands over its finished results and the
-//!    unstarted rest of its batch, and wakes a parked consumer that can
-//!    release something (unordered: any result; ordered: the head) — also for
-//!    results it flushed earlier without a wake-up. Keyed lanes keep their
+//!    that returned `Pending`, it hands over its finished results and puts the
+//!    unstarted rest of its batch on its *shelf* ([`HandOff::shelve`]),
+//!    waking a parked worker to take it. If a parked consumer could release
+//!    a result (unordered: any; ordered: the head) — also one flushed earlier
+//!    without a wake-up — the worker wakes it unless the call finishes within
+//!    one scheduler turn (a yield), so it never waits on a call that waits. A worker that
+//!    finds the queue empty takes from other workers' shelves before it
+//!    parks; the owner takes back what is left when its call is done
+//!    ([`HandOff::unshelve`]). Putting a batch on a shelf is a swap, so a
+//!    call that only yields costs no more than a lock. Keyed lanes keep their
 //!    rest: only their own worker may run it, in order.
-//! 4. **No lost wake-up.** A side parks (stores its waker) under the lock only
-//!    after finding nothing to do under that same lock; a side that makes work
-//!    for a parked side takes its waker under the lock and wakes it after
-//!    unlocking. A results batch may be flushed without a wake-up only while
-//!    its worker goes on running quick calls (one wake-up costs more than many
-//!    trivial items); invariant 3, parking, and returning all wake.
+//! 4. **No lost wake-up.** A side parks (stores its waker) under the state
+//!    lock only after finding nothing to do under that same lock (queue and
+//!    shelves); a side that makes work for a parked side (queues, shelves,
+//!    flushes results) does so under that lock, takes the parked side's
+//!    waker there and wakes it after unlocking. A results batch may be
+//!    flushed without a wake-up only while its worker goes on running quick
+//!    calls (one wake-up costs more than many trivial items); invariant 3,
+//!    parking and returning all wake.
 //! 5. **A panic is never lost.** A panic caught in a worker is stored here and
 //!    wakes the consumer, which resumes it before releasing anything else at
 //!    its next exchange, and, whatever else ends the pool (input end, failure,
@@ -41,11 +49,13 @@
 //!    [`CancelWatch`](crate::internal::cancel_watch::CancelWatch)); a worker
 //!    reads it, one atomic load, before every call and every batch.
 //! 7. **A worker returns only when no item can come to it**: the input has
-//!    ended, its queue is empty, and (shared queue) no other worker holds
-//!    taken items it could still hand back. Workers report what they hold
-//!    (`lent`), so one blocked in a call cannot strand the rest of its batch
-//!    after the others have returned.
-//! 8. User code never runs under the lock.
+//!    ended, its queue is empty, and (shared queue) no worker holds taken
+//!    items, run or shelved. Workers report what they hold (`lent`), so one
+//!    blocked in a call cannot strand the rest of its batch after the others
+//!    have returned.
+//! 8. **Lock order**: the state lock, then a shelf's. An owner takes its own
+//!    shelf back holding that shelf's lock alone. User code never runs under
+//!    a lock.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -81,21 +91,24 @@ pub(crate) enum Take {
 
 /// What a worker holds between two visits to the hand-off.
 pub(crate) struct Hands<T, O> {
-    /// The items it took, run in order.
-    pub(crate) batch: Vec<Job<T>>,
+    /// The items it took, run in order from the front.
+    pub(crate) batch: VecDeque<Job<T>>,
     /// Results not yet handed over.
     pub(crate) out: Vec<Job<O>>,
-    /// How many of the items it took are not yet reported finished or put
-    /// back (the hand-off's `lent` counts them).
+    /// How many of the items it took are not yet reported finished (the
+    /// hand-off's `lent` counts them), shelved ones included.
     pub(crate) held: usize,
+    /// How many items it put on its shelf.
+    pub(crate) shelved: usize,
 }
 
 impl<T, O> Hands<T, O> {
     pub(crate) fn new() -> Self {
         Hands {
-            batch: Vec::new(),
+            batch: VecDeque::new(),
             out: Vec::new(),
             held: 0,
+            shelved: 0,
         }
     }
 }
@@ -129,6 +142,12 @@ pub(crate) struct Stop {
 
 pub(crate) struct HandOff<T, O> {
     state: Mutex<State<T, O>>,
+    /// Per worker: the unstarted rest of its batch while it awaits a pending
+    /// call (invariant 3).
+    shelves: Box<[Mutex<VecDeque<Job<T>>>]>,
+    /// How many shelves may hold items: raised under the state lock when one
+    /// is filled, lowered when its owner takes it back.
+    shelved: AtomicUsize,
     /// Items whose sequence number is at or past this are dropped unprocessed;
     /// lowered by the first failure of a fail-fast pool.
     cutoff: AtomicU64,
@@ -203,6 +222,10 @@ impl<T, O> HandOff<T, O> {
                 lent: 0,
                 panic: None,
             }),
+            shelves: (0..setup.workers)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+            shelved: AtomicUsize::new(0),
             cutoff: AtomicU64::new(u64::MAX),
             batch_hint: AtomicUsize::new(1),
             sharers: setup.workers.min(setup.threads).max(1),
@@ -216,9 +239,7 @@ impl<T, O> HandOff<T, O> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T, O>> {
-        // Nothing panics while holding the lock (user code never runs under it),
-        // so a poisoned lock still holds consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     pub(crate) fn fails(&self, output: &O) -> bool {
@@ -272,8 +293,8 @@ impl<T, O> HandOff<T, O> {
     /// of the items it held), then takes up to `limit` queued items into
     /// `hands.batch` (the worker's timing says how many fit in one batch).
     /// Unless that is a small batch anyway, it takes at most a fair share of
-    /// the queue, in case the timing is stale. Parks the worker if nothing is
-    /// queued.
+    /// the queue, in case the timing is stale. With the queue empty it takes
+    /// from another worker's shelf; with nothing anywhere it parks the worker.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
@@ -285,16 +306,19 @@ impl<T, O> HandOff<T, O> {
         if self.stopped() {
             return Poll::Ready(Take::Closed);
         }
-        debug_assert!(hands.batch.is_empty());
+        debug_assert!(hands.batch.is_empty() && hands.shelved == 0);
         let mut state = self.lock();
         state.lent -= std::mem::take(&mut hands.held);
+        // A slot left from an earlier park would steal wake-ups meant for
+        // workers that really are parked.
+        state.idle[index] = None;
         let flushed = self.flush(&mut state, &mut hands.out);
         let lane = match self.lanes {
             Lanes::Shared => 0,
             Lanes::PerWorker => index,
         };
         let queued = state.queues[lane].len();
-        let (poll, consumer) = if queued > 0 {
+        let taken = if queued > 0 {
             let share = match self.lanes {
                 Lanes::Shared => queued.div_ceil(self.sharers).clamp(SMALL_BATCH, MAX_BATCH),
                 Lanes::PerWorker => queued.min(MAX_BATCH),
@@ -302,6 +326,14 @@ impl<T, O> HandOff<T, O> {
             self.batch_hint.store(limit, Ordering::Relaxed);
             let taken = share.min(limit).min(queued).max(1);
             hands.batch.extend(state.queues[lane].drain(..taken));
+            taken
+        } else if self.lanes == Lanes::Shared && self.shelved.load(Ordering::Relaxed) > 0 {
+            self.steal(index, &mut hands.batch, limit.clamp(1, MAX_BATCH))
+        } else {
+            0
+        };
+        let mut closing = Vec::new();
+        let (poll, consumer) = if taken > 0 {
             hands.held = taken;
             state.lent += taken;
             let consumer = self.consumer_to_wake(&mut state, flushed, urgent, lane);
@@ -317,13 +349,10 @@ impl<T, O> HandOff<T, O> {
             let drained = self.lanes == Lanes::PerWorker || state.lent == 0;
             let poll = if state.input_ended && drained {
                 // Let the other parked workers return too.
-                self.wakers_to_close(&mut state);
+                closing.extend(state.idle.iter_mut().filter_map(Option::take));
                 Poll::Ready(Take::Closed)
             } else {
-                let slot = &mut state.idle[index];
-                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *slot = Some(cx.waker().clone());
-                }
+                state.idle[index] = Some(cx.waker().clone());
                 Poll::Pending
             };
             // Returning or parking: whatever the consumer can release goes to
@@ -337,18 +366,25 @@ impl<T, O> HandOff<T, O> {
             (poll, consumer)
         };
         drop(state);
-        if let Some(waker) = consumer {
+        for waker in consumer.into_iter().chain(closing) {
             waker.wake();
         }
         poll
     }
 
-    /// Closing: wakes every parked worker, so each sees there is nothing
-    /// left and returns.
-    fn wakers_to_close(&self, state: &mut State<T, O>) {
-        for waker in state.idle.iter_mut().filter_map(Option::take) {
-            waker.wake();
+    /// Takes up to `most` items from the front of another worker's shelf.
+    /// Called under the state lock (lock order: state, then shelf).
+    fn steal(&self, thief: usize, batch: &mut VecDeque<Job<T>>, most: usize) -> usize {
+        let workers = self.shelves.len();
+        for owner in (1..workers).map(|step| (thief + step) % workers) {
+            let mut shelf = lock(&self.shelves[owner]);
+            if !shelf.is_empty() {
+                let taken = most.min(shelf.len());
+                batch.extend(shelf.drain(..taken));
+                return taken;
+            }
         }
+        0
     }
 
     /// Whether the results just flushed are worth waking the consumer for.
@@ -380,44 +416,71 @@ impl<T, O> HandOff<T, O> {
     }
 
     /// Worker side, before it awaits a call that returned `Pending`
-    /// (invariant 3): hands over `out`, wakes the consumer if it can release
-    /// a result, and puts the rest of the worker's batch back into the queue
-    /// (in order), waking a parked worker to take it. Keyed lanes keep their
-    /// items, as only their own worker may run them.
-    /// `held` counts the worker's taken items; the ones put back leave it.
-    pub(crate) fn hand_over(
-        &self,
-        out: &mut Vec<Job<O>>,
-        held: &mut usize,
-        rest: &mut (impl DoubleEndedIterator<Item = Job<T>> + ExactSizeIterator),
-    ) {
+    /// (invariant 3): hands over `hands.out` and puts the rest of the batch on
+    /// the worker's shelf (a swap), waking a parked worker to take it. Keyed
+    /// lanes keep their items, as only their own worker may run them.
+    ///
+    /// Returns whether a parked consumer could release a result now: the
+    /// worker then gives its call one scheduler turn (a call that only yields
+    /// is done by then, and the next hand-over carries the wake-up), and calls
+    /// [`wake_consumer`](Self::wake_consumer) before it waits any longer. A
+    /// wake-up per yield would cost more than the yield.
+    pub(crate) fn shelve(&self, index: usize, hands: &mut Hands<T, O>) -> bool {
         let mut state = self.lock();
-        self.flush(&mut state, out);
-        // Results flushed earlier without a wake-up must not wait on this call.
+        self.flush(&mut state, &mut hands.out);
+        let owes_wake = state.consumer.is_some() && self.deliverable(&state);
+        let mut idle = None;
+        if self.lanes == Lanes::Shared && !hands.batch.is_empty() {
+            let mut shelf = lock(&self.shelves[index]);
+            debug_assert!(shelf.is_empty(), "a shelf holds one batch");
+            std::mem::swap(&mut *shelf, &mut hands.batch);
+            hands.shelved = shelf.len();
+            drop(shelf);
+            self.shelved.fetch_add(1, Ordering::Relaxed);
+            idle = state.idle.iter_mut().find_map(Option::take);
+        }
+        drop(state);
+        if let Some(waker) = idle {
+            waker.wake();
+        }
+        owes_wake
+    }
+
+    /// Worker side: wakes the consumer if it is parked and can release a
+    /// result (see [`shelve`](Self::shelve)).
+    pub(crate) fn wake_consumer(&self) {
+        let mut state = self.lock();
         let consumer = if self.deliverable(&state) {
             state.consumer.take()
         } else {
             None
         };
-        let mut idle = None;
-        if self.lanes == Lanes::Shared && rest.len() > 0 {
-            *held -= rest.len();
-            state.lent -= rest.len();
-            requeue(&mut state.queues[0], rest);
-            idle = state.idle.iter_mut().find_map(Option::take);
-        }
         drop(state);
-        // Two wake-ups from one thread: the second pushes the first out of the
-        // LIFO slot onto the stealable run queue.
-        for waker in [consumer, idle].into_iter().flatten() {
+        if let Some(waker) = consumer {
             waker.wake();
         }
     }
 
-    /// Whether [`hand_over`](Self::hand_over) has anything to do for a worker
-    /// holding `out` and `rest` unstarted items.
-    pub(crate) fn must_hand_over(&self, out: &[Job<O>], rest: usize, owes_wake: bool) -> bool {
-        owes_wake || !out.is_empty() || (self.lanes == Lanes::Shared && rest > 0)
+    /// Whether [`shelve`](Self::shelve) has anything to do for `hands`.
+    pub(crate) fn must_shelve(&self, hands: &Hands<T, O>, owes_wake: bool) -> bool {
+        owes_wake
+            || !hands.out.is_empty()
+            || (self.lanes == Lanes::Shared && !hands.batch.is_empty())
+    }
+
+    /// Worker side, once the call it shelved its batch for is done: takes
+    /// back what no other worker took (those now count as theirs).
+    pub(crate) fn unshelve(&self, index: usize, hands: &mut Hands<T, O>) {
+        if hands.shelved == 0 {
+            return;
+        }
+        let mut shelf = lock(&self.shelves[index]);
+        std::mem::swap(&mut *shelf, &mut hands.batch);
+        drop(shelf);
+        self.shelved.fetch_sub(1, Ordering::Relaxed);
+        let stolen = hands.shelved - hands.batch.len();
+        hands.held -= stolen;
+        hands.shelved = 0;
     }
 
     /// Worker side: a call of the pool's function panicked.
@@ -518,46 +581,8 @@ impl<T, O> HandOff<T, O> {
     }
 }
 
-/// Puts `rest` (in sequence order) back into `queue` (in sequence order),
-/// keeping it sorted (invariant 2). Usually all of `rest` comes before the
-/// queue's front; when another worker handed back at the same time it may
-/// not, and each item is placed where it belongs.
-fn requeue<T>(
-    queue: &mut VecDeque<Job<T>>,
-    rest: &mut (impl DoubleEndedIterator<Item = Job<T>> + ExactSizeIterator),
-) {
-    for job in rest.rev() {
-        if queue.front().is_none_or(|(front, _)| job.0 < *front) {
-            queue.push_front(job);
-        } else {
-            let at = queue.partition_point(|(seq, _)| *seq < job.0);
-            queue.insert(at, job);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::VecDeque;
-
-    use proptest::prelude::*;
-
-    use super::requeue;
-
-    proptest! {
-        #[test]
-        fn handed_back_items_keep_the_queue_in_order(
-            seqs in proptest::collection::btree_set(0..500_u64, 0..80),
-            split in proptest::collection::vec(any::<bool>(), 80),
-        ) {
-            // Some items stay queued, the rest are handed back in order.
-            let (mut queued, mut back) = (VecDeque::new(), Vec::new());
-            for (seq, stays) in seqs.iter().zip(split) {
-                if stays { queued.push_back((*seq, ())) } else { back.push((*seq, ())) }
-            }
-            requeue(&mut queued, &mut back.into_iter());
-            let order: Vec<u64> = queued.iter().map(|(seq, _)| *seq).collect();
-            prop_assert_eq!(order, seqs.into_iter().collect::<Vec<_>>());
-        }
-    }
+/// Nothing panics while holding a lock here (user code never runs under
+/// one), so a poisoned lock still holds consistent state.
+fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -5,7 +5,8 @@
 //!
 //! * it checks for a cancel before every call, so none starts after one;
 //! * before it awaits a call that returned `Pending` it hands over what it
-//!   holds (results, the unstarted rest of its batch, a wake-up it owes);
+//!   holds: results, a wake-up it owes, and the unstarted rest of its batch
+//!   (on its shelf, taken back when the call is done if no one took it);
 //! * it never drops an item it took: after a failure it goes on through its
 //!   batch, skipping the items the failure cut, running the others.
 
@@ -24,6 +25,17 @@ use crate::context::TaskContext;
 /// the per-batch lock and wake-up vanish next to trivial items, short enough
 /// that a batch of slow items never holds work another worker could run.
 const BATCH_TIME: Duration = Duration::from_micros(40);
+
+/// A wait at least this long counts toward sizing batches: calls that wait
+/// this long (I/O, timers) go one per batch, so each worker takes the oldest
+/// queued item next. Shorter waits (a yield, even one that queued behind
+/// other tasks) do not count, so calls that yield keep batches of many.
+const LONG_WAIT: Duration = Duration::from_micros(250);
+
+/// How many scheduler turns a pending call gets to finish (a call that only
+/// yields) before its worker wakes a parked consumer for the results it
+/// handed over; at most [`BATCH_TIME`] in all.
+const SHORT_WAIT_TURNS: u32 = 3;
 
 /// A worker that keeps finding work yields after this many batches.
 const YIELD_EVERY: u32 = 32;
@@ -88,11 +100,11 @@ where
                 owes_wake
             }
         };
-        let started = Instant::now();
+        // Time spent running calls and in long waits sizes batches.
+        let mut busy = Duration::ZERO;
+        let mut running_since = Instant::now();
         let mut ran = 0;
-        let Hands { batch, out, held } = &mut hands;
-        let mut jobs = batch.drain(..);
-        while let Some((seq, item)) = jobs.next() {
+        while let Some((seq, item)) = hands.batch.pop_front() {
             if shared.stopped() {
                 return;
             }
@@ -105,11 +117,39 @@ where
                 Poll::Ready(output) => output,
                 Poll::Pending => {
                     // This call waits: nothing may wait behind it.
-                    if shared.must_hand_over(out, jobs.len(), owes_wake) {
-                        shared.hand_over(out, held, &mut jobs);
-                        owes_wake = false;
+                    if shared.must_shelve(&hands, owes_wake) {
+                        owes_wake = shared.shelve(index, &mut hands);
                     }
-                    call.await
+                    let waiting_since = Instant::now();
+                    busy += waiting_since - running_since;
+                    let output = if owes_wake {
+                        // A parked consumer could take results: wake it
+                        // unless the call is done within a few scheduler
+                        // turns (it only yields).
+                        let mut turns = 0;
+                        loop {
+                            yield_stealable().await;
+                            turns += 1;
+                            let polled = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+                            if let Poll::Ready(output) = polled {
+                                break output;
+                            }
+                            if turns == SHORT_WAIT_TURNS || waiting_since.elapsed() >= BATCH_TIME {
+                                shared.wake_consumer();
+                                owes_wake = false;
+                                break call.await;
+                            }
+                        }
+                    } else {
+                        call.await
+                    };
+                    running_since = Instant::now();
+                    let waited = running_since - waiting_since;
+                    if waited >= LONG_WAIT {
+                        busy += waited;
+                    }
+                    shared.unshelve(index, &mut hands);
+                    output
                 }
             };
             if shared.fails(&output) {
@@ -117,10 +157,10 @@ where
                 shared.fail(seq);
                 failed = true;
             }
-            out.push((seq, output));
+            hands.out.push((seq, output));
         }
-        drop(jobs);
-        limit = next_limit(started.elapsed(), ran);
+        busy += running_since.elapsed();
+        limit = next_limit(busy, ran);
     }
 }
 
