@@ -64,6 +64,8 @@ enum Phase<O> {
     Ending {
         last: Option<O>,
     },
+    /// The last item was yielded; the next poll ends the stream.
+    Yielded,
     Finished,
 }
 
@@ -201,7 +203,7 @@ where
     /// context error.
     pub(crate) fn size_hint(&self) -> (usize, Option<usize>) {
         match &self.phase {
-            Phase::Finished => (0, Some(0)),
+            Phase::Finished | Phase::Yielded => (0, Some(0)),
             Phase::Ending { last } => (0, Some(usize::from(last.is_some()))),
             Phase::Running => {
                 let (source_lower, source_upper) = if self.source_done {
@@ -228,6 +230,10 @@ where
         loop {
             match this.phase {
                 Phase::Finished => return Poll::Ready(None),
+                Phase::Yielded => {
+                    *this.phase = Phase::Finished;
+                    return Poll::Ready(None);
+                }
                 Phase::Ending { .. } => {
                     while let Some(joined) = ready!(this.tasks.poll_join_next(cx)) {
                         if let Err(e) = joined {
@@ -243,6 +249,9 @@ where
                     };
                     if let Some(panic) = this.hand_off.take_panic() {
                         std::panic::resume_unwind(panic);
+                    }
+                    if last.is_some() {
+                        *this.phase = Phase::Yielded;
                     }
                     return Poll::Ready(last);
                 }

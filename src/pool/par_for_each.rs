@@ -166,8 +166,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         let mut engine = self.project().engine;
         while let Some(done) = ready!(engine.as_mut().poll_next(cx)) {
-            // A failure is the pool's last item: its workers have returned.
-            done?;
+            if let Err(e) = done {
+                // A failure is the pool's last item, yielded once its workers
+                // have returned: this poll ends the engine.
+                let end = engine.as_mut().poll_next(cx);
+                debug_assert!(matches!(end, Poll::Ready(None)));
+                return Poll::Ready(Err(e));
+            }
         }
         Poll::Ready(Ok(()))
     }

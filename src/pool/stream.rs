@@ -28,8 +28,8 @@ pin_project! {
     /// error); a lower bound only where nothing can end the pool early.
     ///
     /// ```
-    /// use futures::StreamExt;
     /// use futures::stream::FusedStream;
+    /// use futures::{Stream, StreamExt};
     /// use tokio_conc::prelude::*;
     ///
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
