@@ -95,7 +95,7 @@ pub trait ConcurrentStreamExt: Stream {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        crate::pool::pool_stream(self, workers, f, crate::pool::PAR_MAP)
+        crate::pool::build(self, workers, f, crate::pool::PAR_MAP)
     }
 
     /// Like [`par_map`](Self::par_map), but yields each result **as soon as
@@ -130,7 +130,7 @@ pub trait ConcurrentStreamExt: Stream {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        crate::pool::pool_stream(self, workers, f, crate::pool::PAR_MAP_UNORDERED)
+        crate::pool::build(self, workers, f, crate::pool::PAR_MAP_UNORDERED)
     }
 
     /// Runs `f` on every item on `workers` spawned tasks; the future is done
@@ -170,7 +170,7 @@ pub trait ConcurrentStreamExt: Stream {
         F: Fn(Self::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        crate::pool::pool_future(self, workers, f, crate::pool::PAR_FOR_EACH)
+        crate::pool::build(self, workers, f, crate::pool::PAR_FOR_EACH)
     }
 
     /// [`par_map`](Self::par_map) for a stream of `Result`s and a fallible
@@ -232,7 +232,7 @@ pub trait ConcurrentStreamExt: Stream {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
-        crate::pool::pool_stream(self, workers, f, crate::pool::TRY_PAR_MAP)
+        crate::pool::build(self, workers, f, crate::pool::TRY_PAR_MAP)
     }
 
     /// [`par_map_unordered`](Self::par_map_unordered) for a stream of
@@ -291,7 +291,7 @@ pub trait ConcurrentStreamExt: Stream {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
-        crate::pool::pool_stream(self, workers, f, crate::pool::TRY_PAR_MAP_UNORDERED)
+        crate::pool::build(self, workers, f, crate::pool::TRY_PAR_MAP_UNORDERED)
     }
 
     /// [`par_for_each`](Self::par_for_each) for a stream of `Result`s and a
@@ -340,7 +340,7 @@ pub trait ConcurrentStreamExt: Stream {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        crate::pool::pool_future(self, workers, f, crate::pool::TRY_PAR_FOR_EACH)
+        crate::pool::build(self, workers, f, crate::pool::TRY_PAR_FOR_EACH)
     }
 
     /// Runs `f` on `workers` spawned tasks, **in order within a key and in

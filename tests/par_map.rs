@@ -12,6 +12,9 @@ use futures::{Stream, StreamExt, stream};
 use proptest::prelude::*;
 use tokio_conc::prelude::*;
 
+mod pool_common;
+use pool_common::Fail;
+
 /// Counts how many calls of the pool's function run at once, and the most.
 #[derive(Clone, Default)]
 struct InFlight {
@@ -130,16 +133,6 @@ fn within_time<T>(rt: tokio::runtime::Runtime, fut: impl Future<Output = T>) -> 
     })
 }
 
-/// The error of the `try_` operators under test.
-#[derive(Clone, Debug, PartialEq)]
-struct Fail(u32);
-
-impl From<ContextError> for Fail {
-    fn from(e: ContextError) -> Self {
-        panic!("no context here, got {e}")
-    }
-}
-
 /// `items` as a `try_` input, with every item whose value is a multiple of
 /// `bad_every` already an `Err`.
 fn fallible_input(items: &[(u32, u8)], bad_every: u32) -> Vec<Result<(u32, u8), Fail>> {
@@ -147,7 +140,7 @@ fn fallible_input(items: &[(u32, u8)], bad_every: u32) -> Vec<Result<(u32, u8), 
         .iter()
         .map(|&(x, d)| {
             if x % bad_every == 1 {
-                Err(Fail(x))
+                Err(Fail::Item(x))
             } else {
                 Ok((x, d))
             }
@@ -261,7 +254,7 @@ proptest! {
     ) {
         // Some input items are `Err` already; `f` fails on others.
         let input = fallible_input(&items, bad_input_every);
-        let step = move |x: u32| if x % fail_every == 0 { Err(Fail(x)) } else { Ok(u64::from(x)) };
+        let step = move |x: u32| if x % fail_every == 0 { Err(Fail::Item(x)) } else { Ok(u64::from(x)) };
         let mut expected = Vec::new();
         for item in &input {
             expected.push(item.clone().and_then(|(x, _)| step(x)));
@@ -294,7 +287,7 @@ proptest! {
         bad_input_every in 2_u32..80,
     ) {
         let input = fallible_input(&items, bad_input_every);
-        let step = move |x: u32| if x % fail_every == 0 { Err(Fail(x)) } else { Ok(x) };
+        let step = move |x: u32| if x % fail_every == 0 { Err(Fail::Item(x)) } else { Ok(x) };
         let any_fails = input.iter().any(|item| item.clone().and_then(|(x, _)| step(x)).is_err());
         let got: Vec<Result<u32, Fail>> = within_time(runtime(parallel), async {
             stream::iter(input.clone())
@@ -389,12 +382,11 @@ async fn par_for_each_visits_every_item_once() {
 async fn try_par_for_each_returns_the_first_error() {
     let out = stream::iter(0..100_u32)
         .map(Ok)
-        .try_par_for_each(
-            4,
-            |x| async move { if x == 42 { Err(Fail(x)) } else { Ok(()) } },
-        )
+        .try_par_for_each(4, |x| async move {
+            if x == 42 { Err(Fail::Item(x)) } else { Ok(()) }
+        })
         .await;
-    assert_eq!(out, Err(Fail(42)));
+    assert_eq!(out, Err(Fail::Item(42)));
     let ok = stream::iter(0..100_u32)
         .map(Ok::<_, Fail>)
         .try_par_for_each(4, |_| async { Ok(()) })
@@ -404,9 +396,9 @@ async fn try_par_for_each_returns_the_first_error() {
 
 #[tokio::test]
 async fn try_par_for_each_returns_the_inputs_error() {
-    let input = stream::iter(0..100_u32).map(|x| if x == 42 { Err(Fail(x)) } else { Ok(x) });
+    let input = stream::iter(0..100_u32).map(|x| if x == 42 { Err(Fail::Item(x)) } else { Ok(x) });
     let out = input.try_par_for_each(4, |_| async { Ok(()) }).await;
-    assert_eq!(out, Err(Fail(42)));
+    assert_eq!(out, Err(Fail::Item(42)));
 }
 
 #[tokio::test]
@@ -414,10 +406,18 @@ async fn try_stages_chain_and_pass_the_first_error_on() {
     let stages = |input: Vec<Result<u32, Fail>>| {
         stream::iter(input)
             .try_par_map(3, |x| async move {
-                if x == 7 { Err(Fail(x)) } else { Ok(x * 10) }
+                if x == 7 {
+                    Err(Fail::Item(x))
+                } else {
+                    Ok(x * 10)
+                }
             })
             .try_par_map(2, |x| async move {
-                if x == 50 { Err(Fail(x)) } else { Ok(x + 1) }
+                if x == 50 {
+                    Err(Fail::Item(x))
+                } else {
+                    Ok(x + 1)
+                }
             })
             .collect::<Vec<_>>()
     };
@@ -425,10 +425,13 @@ async fn try_stages_chain_and_pass_the_first_error_on() {
     assert_eq!(stages(ok).await, [Ok(1), Ok(11), Ok(21), Ok(31), Ok(41)]);
     // The second stage fails on 5 * 10, before the first reaches 7.
     let out = stages((0..10).map(Ok).collect()).await;
-    assert_eq!(out, [Ok(1), Ok(11), Ok(21), Ok(31), Ok(41), Err(Fail(50))]);
+    assert_eq!(
+        out,
+        [Ok(1), Ok(11), Ok(21), Ok(31), Ok(41), Err(Fail::Item(50))]
+    );
     // An input error goes through both stages and ends them.
-    let out = stages(vec![Ok(1), Err(Fail(99)), Ok(2)]).await;
-    assert_eq!(out, [Ok(11), Err(Fail(99))]);
+    let out = stages(vec![Ok(1), Err(Fail::Item(99)), Ok(2)]).await;
+    assert_eq!(out, [Ok(11), Err(Fail::Item(99))]);
 }
 
 #[tokio::test]

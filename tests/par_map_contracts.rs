@@ -11,19 +11,10 @@ use futures::stream::FusedStream;
 use futures::{Stream, StreamExt, stream};
 use tokio_conc::prelude::*;
 
+mod pool_common;
+use pool_common::Fail;
+
 const LONG: Duration = Duration::from_secs(10);
-
-#[derive(Debug, PartialEq)]
-enum Fail {
-    Item(u32),
-    Stopped(ContextError),
-}
-
-impl From<ContextError> for Fail {
-    fn from(e: ContextError) -> Self {
-        Fail::Stopped(e)
-    }
-}
 
 /// Drains `s`, checking before every poll that its hint holds what really
 /// came after, and that it ends fused with `(0, Some(0))`.

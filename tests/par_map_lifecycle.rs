@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt, stream};
 use tokio_conc::prelude::*;
 
+mod pool_common;
+use pool_common::Fail;
+
 fn alive() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -28,19 +31,6 @@ async fn back_to(baseline: usize) {
         .is_err()
     {
         panic!("{} tasks alive, expected {baseline}", alive());
-    }
-}
-
-/// The error of the `try_` operators under test.
-#[derive(Debug, PartialEq)]
-enum Fail {
-    Item(u32),
-    Stopped(ContextError),
-}
-
-impl From<ContextError> for Fail {
-    fn from(e: ContextError) -> Self {
-        Fail::Stopped(e)
     }
 }
 

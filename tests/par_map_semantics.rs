@@ -15,22 +15,11 @@ use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use tokio::time::Instant;
 use tokio_conc::prelude::*;
 
+mod pool_common;
+use pool_common::Fail;
+
 /// Long enough that only a hang reaches it.
 const LONG: Duration = Duration::from_secs(10);
-
-/// The error of the fallible tests: an item's own failure, or the pool's
-/// context stopping the run.
-#[derive(Debug, Clone, PartialEq)]
-enum Fail {
-    Item(u32),
-    Stopped(ContextError),
-}
-
-impl From<ContextError> for Fail {
-    fn from(e: ContextError) -> Self {
-        Fail::Stopped(e)
-    }
-}
 
 /// `0..n` as the input of a `try_` operator.
 fn items(n: u32) -> impl Stream<Item = Result<u32, Fail>> + Send + Unpin + 'static {

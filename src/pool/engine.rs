@@ -47,6 +47,17 @@ pub(crate) struct Plan {
     pub(crate) lanes: Lanes,
 }
 
+impl Plan {
+    /// An operator whose workers share one queue.
+    pub(crate) const fn shared(operator: &'static str, order: Order) -> Self {
+        Plan {
+            operator,
+            order,
+            lanes: Lanes::Shared,
+        }
+    }
+}
+
 /// The lane of an item, for [`Lanes::PerWorker`].
 pub(crate) type Route<T> = Box<dyn Fn(&T) -> usize + Send + Sync>;
 

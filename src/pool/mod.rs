@@ -84,10 +84,10 @@ mod try_par_map;
 mod worker;
 mod workers;
 
-pub(crate) use par_for_each::{PAR_FOR_EACH, TRY_PAR_FOR_EACH, pool_future};
+pub(crate) use par_for_each::{PAR_FOR_EACH, TRY_PAR_FOR_EACH};
 pub(crate) use par_map::{PAR_MAP, PAR_MAP_UNORDERED};
 pub(crate) use par_map_keyed::par_map_keyed;
-pub(crate) use stream::pool_stream;
+pub(crate) use stream::build;
 pub(crate) use try_par_map::{TRY_PAR_MAP, TRY_PAR_MAP_UNORDERED};
 
 pub use mapping::{Fallible, Mapping, Plain};

@@ -10,9 +10,9 @@ use futures::future::FusedFuture;
 use pin_project_lite::pin_project;
 
 use super::engine::{Engine, Order, Plan};
-use super::hand_off::Lanes;
 use super::mapping::Mapping;
-use super::{Fallible, Plain, Workers};
+use super::stream::FromEngine;
+use super::{Fallible, Plain};
 use crate::context::{ContextError, TaskContext};
 
 pin_project! {
@@ -87,33 +87,16 @@ pub type ParForEach<S> = PoolFuture<S, Plain<()>>;
 /// ```
 pub type TryParForEach<S> = PoolFuture<S, Fallible<()>>;
 
-pub(crate) const PAR_FOR_EACH: Plan = Plan {
-    operator: "par_for_each",
-    order: Order::Completion,
-    lanes: Lanes::Shared,
-};
+pub(crate) const PAR_FOR_EACH: Plan = Plan::shared("par_for_each", Order::Completion);
+pub(crate) const TRY_PAR_FOR_EACH: Plan = Plan::shared("try_par_for_each", Order::Completion);
 
-pub(crate) const TRY_PAR_FOR_EACH: Plan = Plan {
-    operator: "try_par_for_each",
-    order: Order::Completion,
-    lanes: Lanes::Shared,
-};
-
-/// Builds the future of a pool operator.
-pub(crate) fn pool_future<S, M, F, Fut>(
-    source: S,
-    workers: impl Into<Workers>,
-    f: F,
-    plan: Plan,
-) -> PoolFuture<S, M>
+impl<S, M> FromEngine<S, M> for PoolFuture<S, M>
 where
     S: Stream,
     M: Mapping<S::Item>,
-    F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = M::Output> + Send + 'static,
 {
-    PoolFuture {
-        engine: super::stream::engine(source, workers, f, plan, None),
+    fn from_engine(engine: Engine<S, M>) -> Self {
+        PoolFuture { engine }
     }
 }
 
@@ -122,9 +105,8 @@ where
     S: Stream,
     M: Mapping<S::Item>,
 {
-    /// The context the pool is bound to: the one given with
-    /// [`Workers::context`], else the one current where the operator was
-    /// called ([`TaskContext::current`]), else none.
+    /// The context the pool is bound to, as
+    /// [`PoolStream::task_context`](super::PoolStream::task_context) says.
     ///
     /// ```
     /// use tokio_conc::prelude::*;

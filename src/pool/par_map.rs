@@ -2,7 +2,6 @@
 //! pool of spawned workers.
 
 use super::engine::{Order, Plan};
-use super::hand_off::Lanes;
 use super::{Plain, PoolStream};
 
 /// The stream returned by
@@ -40,14 +39,5 @@ pub type ParMap<S, R> = PoolStream<S, Plain<R>>;
 /// ```
 pub type ParMapUnordered<S, R> = PoolStream<S, Plain<R>>;
 
-pub(crate) const PAR_MAP: Plan = Plan {
-    operator: "par_map",
-    order: Order::Input,
-    lanes: Lanes::Shared,
-};
-
-pub(crate) const PAR_MAP_UNORDERED: Plan = Plan {
-    operator: "par_map_unordered",
-    order: Order::Completion,
-    lanes: Lanes::Shared,
-};
+pub(crate) const PAR_MAP: Plan = Plan::shared("par_map", Order::Input);
+pub(crate) const PAR_MAP_UNORDERED: Plan = Plan::shared("par_map_unordered", Order::Completion);

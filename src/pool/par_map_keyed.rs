@@ -5,8 +5,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use futures::Stream;
 
-use super::engine::{Order, Plan};
+use super::engine::{Engine, Order, Plan, Route};
 use super::hand_off::Lanes;
+use super::stream::FromEngine;
 use super::{Plain, PoolStream, Workers};
 
 /// The stream returned by
@@ -59,6 +60,6 @@ where
         // The remainder is below the worker count, which is a usize.
         (hasher.finish() % lanes) as usize
     };
-    let engine = super::stream::engine(source, workers, f, PAR_MAP_KEYED, Some(Box::new(route)));
-    PoolStream::from_engine(engine)
+    let route: Route<S::Item> = Box::new(route);
+    PoolStream::from_engine(Engine::new(source, workers, f, PAR_MAP_KEYED, Some(route)))
 }

@@ -10,7 +10,7 @@ use futures::stream::FusedStream;
 use pin_project_lite::pin_project;
 
 use super::Workers;
-use super::engine::{Engine, Plan, Route};
+use super::engine::{Engine, Plan};
 use super::mapping::Mapping;
 use crate::context::TaskContext;
 
@@ -114,46 +114,30 @@ where
     }
 }
 
-/// Builds the engine of any pool operator: the `Mapping` comes from the
-/// caller's return type.
-pub(crate) fn engine<S, M, F, Fut>(
-    source: S,
-    workers: impl Into<Workers>,
-    f: F,
-    plan: Plan,
-    route: Option<Route<M::Arg>>,
-) -> Engine<S, M>
-where
-    S: Stream,
-    M: Mapping<S::Item>,
-    F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = M::Output> + Send + 'static,
-{
-    Engine::new(source, workers.into(), f, plan, route)
+/// A pool operator's type: one [`Engine`] inside.
+pub(crate) trait FromEngine<S: Stream, M: Mapping<S::Item>> {
+    fn from_engine(engine: Engine<S, M>) -> Self;
 }
 
-/// Builds the stream of a pool operator on a shared queue.
-pub(crate) fn pool_stream<S, M, F, Fut>(
-    source: S,
-    workers: impl Into<Workers>,
-    f: F,
-    plan: Plan,
-) -> PoolStream<S, M>
-where
-    S: Stream,
-    M: Mapping<S::Item>,
-    F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = M::Output> + Send + 'static,
-{
-    PoolStream::from_engine(engine(source, workers, f, plan, None))
-}
-
-impl<S, M> PoolStream<S, M>
+impl<S, M> FromEngine<S, M> for PoolStream<S, M>
 where
     S: Stream,
     M: Mapping<S::Item>,
 {
-    pub(crate) fn from_engine(engine: Engine<S, M>) -> Self {
+    fn from_engine(engine: Engine<S, M>) -> Self {
         PoolStream { engine }
     }
+}
+
+/// Builds any pool operator on a shared queue: its type (`PoolStream` or
+/// `PoolFuture`) and its `Mapping` come from the caller's return type.
+pub(crate) fn build<P, S, M, F, Fut>(source: S, workers: impl Into<Workers>, f: F, plan: Plan) -> P
+where
+    P: FromEngine<S, M>,
+    S: Stream,
+    M: Mapping<S::Item>,
+    F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = M::Output> + Send + 'static,
+{
+    P::from_engine(Engine::new(source, workers.into(), f, plan, None))
 }

@@ -2,7 +2,6 @@
 //! over a stream of `Result`s, for functions that return `Result`.
 
 use super::engine::{Order, Plan};
-use super::hand_off::Lanes;
 use super::{Fallible, PoolStream};
 
 /// The stream returned by
@@ -50,14 +49,6 @@ pub type TryParMap<S, U> = PoolStream<S, Fallible<U>>;
 /// ```
 pub type TryParMapUnordered<S, U> = PoolStream<S, Fallible<U>>;
 
-pub(crate) const TRY_PAR_MAP: Plan = Plan {
-    operator: "try_par_map",
-    order: Order::Input,
-    lanes: Lanes::Shared,
-};
-
-pub(crate) const TRY_PAR_MAP_UNORDERED: Plan = Plan {
-    operator: "try_par_map_unordered",
-    order: Order::Completion,
-    lanes: Lanes::Shared,
-};
+pub(crate) const TRY_PAR_MAP: Plan = Plan::shared("try_par_map", Order::Input);
+pub(crate) const TRY_PAR_MAP_UNORDERED: Plan =
+    Plan::shared("try_par_map_unordered", Order::Completion);
