@@ -326,8 +326,10 @@ impl<T, O> HandOff<T, O> {
             self.batch_hint.store(limit, Ordering::Relaxed);
             let taken = share.min(limit).min(queued).max(1);
             hands.batch.extend(state.queues[lane].drain(..taken));
+            state.lent += taken;
             taken
         } else if self.lanes == Lanes::Shared && self.shelved.load(Ordering::Relaxed) > 0 {
+            // Already lent (to the shelf's owner): only who holds them changes.
             self.steal(index, &mut hands.batch, limit.clamp(1, MAX_BATCH))
         } else {
             0
@@ -335,7 +337,6 @@ impl<T, O> HandOff<T, O> {
         let mut closing = Vec::new();
         let (poll, consumer) = if taken > 0 {
             hands.held = taken;
-            state.lent += taken;
             let consumer = self.consumer_to_wake(&mut state, flushed, urgent, lane);
             let woke_consumer = consumer.is_some();
             let owes_wake = !woke_consumer && state.consumer.is_some() && self.deliverable(&state);
@@ -585,4 +586,106 @@ impl<T, O> HandOff<T, O> {
 /// one), so a poisoned lock still holds consistent state.
 fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::{Context, Poll};
+
+    use super::{HandOff, Hands, Lanes, Setup, Take};
+    use crate::internal::wake_counter::WakeCounter;
+
+    fn shared_pool(workers: usize) -> HandOff<u32, u32> {
+        HandOff::new(Setup {
+            workers,
+            threads: 2,
+            window: 64,
+            lanes: Lanes::Shared,
+            ordered: false,
+            fails: None,
+            stop: None,
+        })
+    }
+
+    /// The consumer queues `items` and says the input ended.
+    fn queue_all(pool: &HandOff<u32, u32>, items: impl IntoIterator<Item = u32>) {
+        let consumer = WakeCounter::new();
+        let mut staged = vec![items.into_iter().map(|x| (u64::from(x), x)).collect()];
+        let mut done = VecDeque::new();
+        let exchanged = pool.exchange(
+            &mut Context::from_waker(&consumer.waker()),
+            &mut staged,
+            true,
+            0,
+            &mut done,
+            &mut Vec::new(),
+        );
+        assert!(exchanged.is_ok());
+    }
+
+    fn take(pool: &HandOff<u32, u32>, index: usize, hands: &mut Hands<u32, u32>) -> Poll<Take> {
+        let waker = WakeCounter::new().waker();
+        pool.poll_take(&mut Context::from_waker(&waker), index, hands, false, 64)
+    }
+
+    /// Runs the batch's front item (its result goes to `out`).
+    fn run_one(hands: &mut Hands<u32, u32>) {
+        let (seq, x) = hands.batch.pop_front().expect("an item");
+        hands.out.push((seq, x));
+    }
+
+    #[test]
+    fn a_shelved_batch_is_stolen_by_a_worker_with_nothing_queued() {
+        let pool = shared_pool(2);
+        queue_all(&pool, 0..10);
+        let (mut a, mut b) = (Hands::new(), Hands::new());
+        assert!(matches!(
+            take(&pool, 0, &mut a),
+            Poll::Ready(Take::Work { .. })
+        ));
+        assert_eq!(a.batch.len(), 10);
+        // Worker 0's first call is pending: the other nine go on its shelf.
+        run_one(&mut a);
+        pool.shelve(0, &mut a);
+        assert!(a.batch.is_empty());
+        // Worker 1 finds the queue empty and takes them from the shelf.
+        assert!(matches!(
+            take(&pool, 1, &mut b),
+            Poll::Ready(Take::Work { .. })
+        ));
+        assert_eq!(
+            b.batch.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            (1..10).collect::<Vec<_>>()
+        );
+        while !b.batch.is_empty() {
+            run_one(&mut b);
+        }
+        // Worker 0 still holds its pending call: worker 1 must not return.
+        assert!(take(&pool, 1, &mut b).is_pending());
+        pool.unshelve(0, &mut a);
+        assert!(a.batch.is_empty(), "all of it was taken");
+        assert!(matches!(take(&pool, 0, &mut a), Poll::Ready(Take::Closed)));
+        assert!(matches!(take(&pool, 1, &mut b), Poll::Ready(Take::Closed)));
+    }
+
+    #[test]
+    fn an_owner_takes_back_what_no_one_stole() {
+        let pool = shared_pool(2);
+        queue_all(&pool, 0..5);
+        let mut a = Hands::new();
+        assert!(matches!(
+            take(&pool, 0, &mut a),
+            Poll::Ready(Take::Work { .. })
+        ));
+        run_one(&mut a);
+        pool.shelve(0, &mut a);
+        pool.unshelve(0, &mut a);
+        assert_eq!(a.batch.len(), 4);
+        assert_eq!(a.held, 5);
+        while !a.batch.is_empty() {
+            run_one(&mut a);
+        }
+        assert!(matches!(take(&pool, 0, &mut a), Poll::Ready(Take::Closed)));
+    }
 }
