@@ -18,11 +18,13 @@
 //!   and sizes its batches to about 40 µs of work, so batching costs no
 //!   parallelism on slow items.
 //! * **Never behind a waiting call.** Before a worker awaits a call that is
-//!   pending, it hands over what it holds: its finished results (waking the
-//!   consumer) and the unstarted rest of its batch (for another worker). So
-//!   a finished result never waits behind a call that is still running, and
-//!   a pool of one worker whose calls wait for the consumer (a
-//!   request/response loop) runs like the sequential `then`.
+//!   pending, it hands over what it holds: its finished results, and the
+//!   unstarted rest of its batch, which an idle worker takes. A parked
+//!   consumer is woken for those results unless the call finishes within a
+//!   few scheduler turns (it only yielded). So a finished result never waits
+//!   behind a call that is still waiting, and a pool of one worker whose
+//!   calls wait for the consumer (a request/response loop) runs like the
+//!   sequential `then`.
 //! * **Bounded.** Input is pulled from the source only by the consumer's polls
 //!   and only while fewer than `workers + buffer` items are pulled but not yet
 //!   yielded (`buffer` is [`Workers::buffer_size`]: 256, or twice the worker
