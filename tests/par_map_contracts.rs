@@ -175,3 +175,85 @@ async fn a_pool_built_with_no_context_has_none() {
     assert!(s.task_context().is_none());
     assert_eq!(s.collect::<Vec<_>>().await, [false; 3]);
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A delivery from a queue, as a source of `Result`s yields it.
+struct Delivery(u32);
+
+/// Each pool operator held across an `.await` in an `async fn` over an
+/// `impl Stream`: the future a service spawns must be `Send`.
+async fn plain_pools(source: impl Stream<Item = Delivery> + Send + 'static) -> usize {
+    let mapped = source.par_map(2, |d| async move { d.0 });
+    let unordered = mapped.par_map_unordered(2, |x| async move { x + 1 });
+    let keyed = unordered.par_map_keyed(2, |x| x % 3, |x| async move { x });
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    keyed
+        .par_for_each(2, move |x| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(x);
+            }
+        })
+        .await;
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+        .count()
+        .await
+}
+
+async fn fallible_pools(
+    source: impl Stream<Item = Result<Delivery, BoxError>> + Send + 'static,
+) -> Result<(), BoxError> {
+    source
+        .try_par_map(2, |d| async move { Ok::<_, BoxError>(d.0) })
+        .try_par_map_unordered(2, |x| async move { Ok(x + 1) })
+        .try_par_for_each(2, |_| async { Ok(()) })
+        .await
+}
+
+/// A queue consumer: a pool of fallible handlers over deliveries, drained.
+async fn handle_deliveries(
+    source: impl Stream<Item = Result<Delivery, BoxError>> + Send + 'static,
+) {
+    source
+        .par_map_unordered(2, |d| async move {
+            let d = d?;
+            Ok::<_, BoxError>(d.0)
+        })
+        .for_each(|_| async {})
+        .await
+}
+
+/// The same with a fail-fast pool.
+async fn handle_deliveries_fail_fast(
+    source: impl Stream<Item = Result<Delivery, BoxError>> + Send + 'static,
+) {
+    source
+        .try_par_map_unordered(2, |d| async move {
+            let _ = d.0;
+            Ok::<_, BoxError>(())
+        })
+        .for_each(|_| async {})
+        .await
+}
+
+/// The defect: with the mapping's impls bounded by `'static`, the compiler
+/// could not prove such a future `Send` ("higher-ranked lifetime error").
+#[tokio::test]
+async fn pools_held_across_an_await_in_a_spawned_async_fn_are_send() {
+    let plain = stream::iter((0..10).map(Delivery));
+    assert_eq!(tokio::spawn(plain_pools(plain)).await.unwrap(), 10);
+    let fallible = stream::iter((0..10).map(|x| Ok(Delivery(x))));
+    assert!(
+        tokio::spawn(fallible_pools(fallible))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let deliveries = stream::iter((0..10).map(|x| Ok(Delivery(x))));
+    tokio::spawn(handle_deliveries(deliveries)).await.unwrap();
+    let deliveries = stream::iter((0..10).map(|x| Ok(Delivery(x))));
+    tokio::spawn(handle_deliveries_fail_fast(deliveries))
+        .await
+        .unwrap();
+}

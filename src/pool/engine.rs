@@ -129,6 +129,8 @@ where
         route: Option<Route<M::Arg>>,
     ) -> Self
     where
+        M::Arg: Send + 'static,
+        M::Output: Send + 'static,
         F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = M::Output> + Send + 'static,
     {

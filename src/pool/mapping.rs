@@ -29,9 +29,9 @@ mod sealed {
 /// ```
 pub trait Mapping<In>: sealed::Sealed {
     /// What each call of the pool's function gets.
-    type Arg: Send + 'static;
+    type Arg;
     /// What the pool's function returns, and the pool yields.
-    type Output: Send + 'static;
+    type Output;
 
     /// Whether an output can end the pool (`try_` operators).
     #[doc(hidden)]
@@ -98,11 +98,12 @@ pub struct Fallible<U>(PhantomData<fn() -> U>);
 impl<R> sealed::Sealed for Plain<R> {}
 impl<U> sealed::Sealed for Fallible<U> {}
 
-impl<In, R> Mapping<In> for Plain<R>
-where
-    In: Send + 'static,
-    R: Send + 'static,
-{
+// No bounds on these impls beyond what their methods need: a `'static`
+// bound here would have to be proven wherever a pool's type is, and the
+// compiler cannot prove it inside an `async fn` that holds a pool across an
+// `.await` ("higher-ranked lifetime error" when spawning it). The operators
+// ask for `Send + 'static` where they spawn.
+impl<In, R> Mapping<In> for Plain<R> {
     type Arg = In;
     type Output = R;
 
@@ -125,9 +126,7 @@ where
 
 impl<T, E, U> Mapping<Result<T, E>> for Fallible<U>
 where
-    T: Send + 'static,
-    E: From<ContextError> + Send + 'static,
-    U: Send + 'static,
+    E: From<ContextError>,
 {
     type Arg = T;
     type Output = Result<U, E>;

@@ -136,6 +136,8 @@ where
     P: FromEngine<S, M>,
     S: Stream,
     M: Mapping<S::Item>,
+    M::Arg: Send + 'static,
+    M::Output: Send + 'static,
     F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = M::Output> + Send + 'static,
 {
