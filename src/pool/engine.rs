@@ -167,8 +167,10 @@ where
             for index in 0..count {
                 let pool = workers.label();
                 let span = match &parent {
-                    Some(parent) => tracing::info_span!(parent: parent, "worker", pool, index),
-                    None => tracing::info_span!("worker", pool, index),
+                    Some(parent) => {
+                        tracing::info_span!(parent: parent, "worker", pool = %pool, index)
+                    }
+                    None => tracing::info_span!("worker", pool = %pool, index),
                 };
                 let worker = supervise(hand_off.clone(), f.clone(), index, ctx.clone());
                 tasks.spawn_on(worker.instrument(span), &handle);
