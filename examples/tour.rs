@@ -204,15 +204,12 @@ async fn par_map() {
         .collect()
         .await;
     println!("   {squares:?}");
-    println!("== try_par_map: the first error ends the stream and cancels the rest");
-    let checked: Vec<Result<u32, String>> = futures::stream::iter(1..=100_u32)
-        .try_par_map(4, |x| async move {
-            if x == 5 {
-                Err(format!("item {x} failed"))
-            } else {
-                Ok(x)
-            }
-        })
+    println!("== try_par_map: fallible stages chain; the first error ends the stream");
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    let checked: Vec<Result<u32, Error>> = futures::stream::iter(["1", "2", "3", "four", "5"])
+        .map(Ok::<_, Error>)
+        .try_par_map(4, |s| async move { Ok(s.parse::<u32>()?) })
+        .try_par_map(2, |x| async move { Ok(x * 10) })
         .collect()
         .await;
     println!("   {checked:?}");

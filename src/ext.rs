@@ -59,9 +59,14 @@ pub trait ConcurrentStreamExt: Stream {
     /// `workers` is a count or a [`Workers`](crate::pool::Workers) with a
     /// context, buffer and name. At most `workers` calls run at once; at most
     /// `workers + buffer` items are pulled ahead of the output, so a slow head
-    /// item pauses intake. Ends when the input has ended and every result is
-    /// yielded. See [`pool`](crate::pool) for cancellation, panics and what a
-    /// stopped pool does with items it pulled.
+    /// item pauses intake. A finished result never waits behind a call that is
+    /// still running. Ends when the input has ended and every result is
+    /// yielded. Without [`Workers::context`](crate::pool::Workers::context),
+    /// the pool is bound to the context current here, if any; when its
+    /// context stops it the output just ends (ask
+    /// [`TaskContext::err`](crate::TaskContext::err) why). See
+    /// [`pool`](crate::pool) for cancellation, panics and what a stopped
+    /// pool does with items it pulled.
     ///
     /// # Panics
     ///
@@ -92,7 +97,7 @@ pub trait ConcurrentStreamExt: Stream {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        crate::pool::par_map(self, workers, f)
+        crate::pool::build(self, workers, f, crate::pool::PAR_MAP)
     }
 
     /// Like [`par_map`](Self::par_map), but yields each result **as soon as
@@ -127,11 +132,12 @@ pub trait ConcurrentStreamExt: Stream {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        crate::pool::par_map_unordered(self, workers, f)
+        crate::pool::build(self, workers, f, crate::pool::PAR_MAP_UNORDERED)
     }
 
     /// Runs `f` on every item on `workers` spawned tasks; the future is done
-    /// when every item has been handled and every worker has returned.
+    /// when every item has been handled and every worker has returned (or
+    /// when the pool's context stopped the run: ask it why).
     ///
     /// # Panics
     ///
@@ -166,15 +172,80 @@ pub trait ConcurrentStreamExt: Stream {
         F: Fn(Self::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        crate::pool::par_for_each(self, workers, f)
+        crate::pool::build(self, workers, f, crate::pool::PAR_FOR_EACH)
     }
 
-    /// [`par_map`](Self::par_map) for a fallible `f`, fail-fast like Go's
-    /// errgroup: results come in input order; once an item fails, intake
-    /// stops, queued items after it are dropped unstarted, the items before it
-    /// finish and are yielded, then its `Err` is yielded and the stream ends.
-    /// So the output is always the sequential `map`'s output up to and
-    /// including its first `Err`.
+    /// [`par_map`](Self::par_map) for a stream of `Result`s and a fallible
+    /// `f`, fail-fast like Go's errgroup, in futures' `try_` convention: `f`
+    /// gets each `Ok` value; the first `Err`, from the input or from `f`, is
+    /// yielded after every item before it and ends the stream. Once an item
+    /// fails, intake stops and queued items after it are dropped unstarted;
+    /// the items before it finish and are yielded, then its `Err`, once the
+    /// other workers have returned. So the output is the sequential `map`'s up
+    /// to and including its first `Err`, and fallible stages chain:
+    /// `s.try_par_map(4, parse).try_par_map(8, store)`.
+    ///
+    /// When the pool's context stops the run (cancelled, or past its
+    /// deadline), nothing more is yielded but `Err(E::from(context_error))`:
+    /// a run cut short never looks complete. Hence `E: From<ContextError>`,
+    /// which `Box<dyn Error + Send + Sync>` and most application errors have.
+    /// A plain stream becomes a stream of `Result`s with `.map(Ok)`.
+    ///
+    /// # Panics
+    ///
+    /// If `workers` is 0, or when called outside a Tokio runtime.
+    ///
+    /// ```
+    /// use futures::{StreamExt, TryStreamExt};
+    /// use tokio_conc::prelude::*;
+    ///
+    /// type Error = Box<dyn std::error::Error + Send + Sync>;
+    ///
+    /// async fn parse(line: &'static str) -> Result<u32, Error> {
+    ///     Ok(line.trim().parse()?)
+    /// }
+    ///
+    /// async fn store(n: u32) -> Result<u32, Error> {
+    ///     if n > 100 { Err(format!("{n} is too big").into()) } else { Ok(n) }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() {
+    /// let lines = futures::stream::iter(["1", " 2", "3 "]).map(Ok::<_, Error>);
+    /// let stored: Vec<u32> = lines.try_par_map(4, parse).try_par_map(8, store).try_collect().await.unwrap();
+    /// assert_eq!(stored, [1, 2, 3]);
+    ///
+    /// let lines = futures::stream::iter(["1", "x", "3"]).map(Ok::<_, Error>);
+    /// let out: Vec<Result<u32, Error>> = lines.try_par_map(4, parse).try_par_map(8, store).collect().await;
+    /// assert_eq!(out.len(), 2, "Ok(1), then the parse error, then the end");
+    /// assert!(out[1].is_err());
+    /// # }
+    /// ```
+    fn try_par_map<T, E, U, F, Fut>(
+        self,
+        workers: impl Into<crate::pool::Workers>,
+        f: F,
+    ) -> crate::pool::TryParMap<Self, U>
+    where
+        Self: Sized + Stream<Item = Result<T, E>>,
+        T: Send + 'static,
+        E: From<crate::ContextError> + Send + 'static,
+        U: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
+        crate::pool::build(self, workers, f, crate::pool::TRY_PAR_MAP)
+    }
+
+    /// [`par_map_unordered`](Self::par_map_unordered) for a stream of
+    /// `Result`s and a fallible `f`, fail-fast like Go's errgroup: on the
+    /// first `Err` (from the input or from `f`) every item not yet started is
+    /// dropped and the other calls are cancelled; the successes that reached
+    /// the consumer with it are yielded, then that `Err`, once the workers
+    /// have returned, and the stream ends. Other items are dropped without a
+    /// result (see [`pool`](crate::pool) for what that means for
+    /// acknowledging sources). A stop by the pool's context ends the stream
+    /// with `Err(E::from(context_error))`, as in [`try_par_map`](Self::try_par_map).
     ///
     /// # Panics
     ///
@@ -184,39 +255,53 @@ pub trait ConcurrentStreamExt: Stream {
     /// use futures::StreamExt;
     /// use tokio_conc::prelude::*;
     ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum Error {
+    ///     Unlucky(u32),
+    ///     Stopped(ContextError),
+    /// }
+    ///
+    /// impl From<ContextError> for Error {
+    ///     fn from(e: ContextError) -> Self {
+    ///         Error::Stopped(e)
+    ///     }
+    /// }
+    ///
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
     /// # async fn main() {
-    /// let out: Vec<Result<u32, String>> = futures::stream::iter(1..=6_u32)
-    ///     .try_par_map(3, |x| async move {
-    ///         if x == 4 { Err(format!("{x} is unlucky")) } else { Ok(x) }
+    /// let out: Vec<Result<u32, Error>> = futures::stream::iter(1..=1000_u32)
+    ///     .map(Ok)
+    ///     .try_par_map_unordered(4, |x| async move {
+    ///         if x == 3 { Err(Error::Unlucky(x)) } else { Ok(x) }
     ///     })
     ///     .collect()
     ///     .await;
-    /// assert_eq!(out, [Ok(1), Ok(2), Ok(3), Err("4 is unlucky".to_string())]);
+    /// assert_eq!(out.last(), Some(&Err(Error::Unlucky(3))));
+    /// assert!(out.len() < 1000, "the rest was cancelled");
     /// # }
     /// ```
-    fn try_par_map<F, Fut, T, E>(
+    fn try_par_map_unordered<T, E, U, F, Fut>(
         self,
         workers: impl Into<crate::pool::Workers>,
         f: F,
-    ) -> crate::pool::TryParMap<Self, T, E>
+    ) -> crate::pool::TryParMapUnordered<Self, U>
     where
-        Self: Sized,
-        Self::Item: Send + 'static,
-        F: Fn(Self::Item) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        Self: Sized + Stream<Item = Result<T, E>>,
         T: Send + 'static,
-        E: Send + 'static,
+        E: From<crate::ContextError> + Send + 'static,
+        U: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
-        crate::pool::try_par_map(self, workers, f)
+        crate::pool::build(self, workers, f, crate::pool::TRY_PAR_MAP_UNORDERED)
     }
 
-    /// [`par_map_unordered`](Self::par_map_unordered) for a fallible `f`,
-    /// fail-fast like Go's errgroup: on the first `Err` every item not yet
-    /// started is dropped and the workers are cancelled; the successes that
-    /// reached the consumer with it are yielded, then that `Err`, and the
-    /// stream ends. Other items are dropped without a result (see
-    /// [`pool`](crate::pool) for what that means for acknowledging sources).
+    /// [`par_for_each`](Self::par_for_each) for a stream of `Result`s and a
+    /// fallible `f`: `Ok(())` if every item succeeded, else the first `Err`
+    /// (from the input or from `f`), after the other workers were cancelled
+    /// and have returned (Go's errgroup `Wait`). When the pool's context stops
+    /// the run, `Err(E::from(context_error))`: a run cut short is never
+    /// `Ok(())`.
     ///
     /// # Panics
     ///
@@ -226,64 +311,38 @@ pub trait ConcurrentStreamExt: Stream {
     /// use futures::StreamExt;
     /// use tokio_conc::prelude::*;
     ///
-    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-    /// # async fn main() {
-    /// let out: Vec<Result<u32, u32>> = futures::stream::iter(1..=1000_u32)
-    ///     .try_par_map_unordered(4, |x| async move { if x == 3 { Err(x) } else { Ok(x) } })
-    ///     .collect()
-    ///     .await;
-    /// assert_eq!(out.last(), Some(&Err(3)));
-    /// assert!(out.len() < 1000, "the rest was cancelled");
-    /// # }
-    /// ```
-    fn try_par_map_unordered<F, Fut, T, E>(
-        self,
-        workers: impl Into<crate::pool::Workers>,
-        f: F,
-    ) -> crate::pool::TryParMapUnordered<Self, T, E>
-    where
-        Self: Sized,
-        Self::Item: Send + 'static,
-        F: Fn(Self::Item) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-    {
-        crate::pool::try_par_map_unordered(self, workers, f)
-    }
-
-    /// [`par_for_each`](Self::par_for_each) for a fallible `f`: `Ok(())` if
-    /// every item succeeded, else the first `Err`, after the other workers
-    /// were cancelled and have returned (Go's errgroup `Wait`).
-    ///
-    /// # Panics
-    ///
-    /// If `workers` is 0, or when called outside a Tokio runtime.
-    ///
-    /// ```
-    /// use tokio_conc::prelude::*;
+    /// type Error = Box<dyn std::error::Error + Send + Sync>;
     ///
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
     /// # async fn main() {
     /// let all_ok = futures::stream::iter(1..=5)
-    ///     .try_par_for_each(2, |_| async { Ok::<(), String>(()) })
+    ///     .map(Ok::<_, Error>)
+    ///     .try_par_for_each(2, |_| async { Ok(()) })
     ///     .await;
-    /// assert_eq!(all_ok, Ok(()));
+    /// assert!(all_ok.is_ok());
+    ///
+    /// let ctx = TaskContext::background();
+    /// ctx.cancel();
+    /// let stopped = futures::stream::iter(1..=5)
+    ///     .map(Ok::<_, Error>)
+    ///     .try_par_for_each(Workers::new(2).context(&ctx), |_| async { Ok(()) })
+    ///     .await;
+    /// assert_eq!(stopped.unwrap_err().to_string(), "context cancelled");
     /// # }
     /// ```
-    fn try_par_for_each<F, Fut, E>(
+    fn try_par_for_each<T, E, F, Fut>(
         self,
         workers: impl Into<crate::pool::Workers>,
         f: F,
-    ) -> crate::pool::TryParForEach<Self, E>
+    ) -> crate::pool::TryParForEach<Self>
     where
-        Self: Sized,
-        Self::Item: Send + 'static,
-        F: Fn(Self::Item) -> Fut + Send + Sync + 'static,
+        Self: Sized + Stream<Item = Result<T, E>>,
+        T: Send + 'static,
+        E: From<crate::ContextError> + Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Send + 'static,
     {
-        crate::pool::try_par_for_each(self, workers, f)
+        crate::pool::build(self, workers, f, crate::pool::TRY_PAR_FOR_EACH)
     }
 
     /// Runs `f` on `workers` spawned tasks, **in order within a key and in
@@ -292,9 +351,11 @@ pub trait ConcurrentStreamExt: Stream {
     /// their results are yielded in that order; results of different keys
     /// interleave as they finish.
     ///
-    /// Keys are hashed onto the workers, so two keys that share a worker also
-    /// take turns; a hot key can fill the `workers + buffer` window and pause
-    /// intake, never grow memory.
+    /// `key_fn` takes the item by reference, `Fn(&T) -> K + Send + Sync +
+    /// 'static`, as every key function in the crate does. Keys are hashed onto
+    /// the workers, so two keys that share a worker also take turns; a hot
+    /// key can fill the `workers + buffer` window and pause intake, never grow
+    /// memory.
     ///
     /// # Panics
     ///
@@ -326,7 +387,7 @@ pub trait ConcurrentStreamExt: Stream {
         Self: Sized,
         Self::Item: Send + 'static,
         K: std::hash::Hash,
-        KF: Fn(&Self::Item) -> K + Send + 'static,
+        KF: Fn(&Self::Item) -> K + Send + Sync + 'static,
         F: Fn(Self::Item) -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,

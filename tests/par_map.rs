@@ -12,6 +12,9 @@ use futures::{Stream, StreamExt, stream};
 use proptest::prelude::*;
 use tokio_conc::prelude::*;
 
+mod pool_common;
+use pool_common::Fail;
+
 /// Counts how many calls of the pool's function run at once, and the most.
 #[derive(Clone, Default)]
 struct InFlight {
@@ -130,6 +133,21 @@ fn within_time<T>(rt: tokio::runtime::Runtime, fut: impl Future<Output = T>) -> 
     })
 }
 
+/// `items` as a `try_` input, with every item whose value is a multiple of
+/// `bad_every` already an `Err`.
+fn fallible_input(items: &[(u32, u8)], bad_every: u32) -> Vec<Result<(u32, u8), Fail>> {
+    items
+        .iter()
+        .map(|&(x, d)| {
+            if x % bad_every == 1 {
+                Err(Fail::Item(x))
+            } else {
+                Ok((x, d))
+            }
+        })
+        .collect()
+}
+
 fn inputs() -> impl Strategy<Value = (Vec<(u32, u8)>, usize, usize, bool)> {
     (
         prop::collection::vec((any::<u32>(), 0_u8..20), 0..120),
@@ -232,19 +250,22 @@ proptest! {
     fn try_par_map_is_the_sequential_map_up_to_its_first_error(
         (items, workers, buffer, parallel) in inputs(),
         fail_every in 2_u32..40,
+        bad_input_every in 2_u32..80,
     ) {
-        let step = move |x: u32| if x % fail_every == 0 { Err(x) } else { Ok(u64::from(x)) };
+        // Some input items are `Err` already; `f` fails on others.
+        let input = fallible_input(&items, bad_input_every);
+        let step = move |x: u32| if x % fail_every == 0 { Err(Fail::Item(x)) } else { Ok(u64::from(x)) };
         let mut expected = Vec::new();
-        for (x, _) in &items {
-            expected.push(step(*x));
+        for item in &input {
+            expected.push(item.clone().and_then(|(x, _)| step(x)));
             if expected.last().unwrap().is_err() {
                 break;
             }
         }
         let in_flight = InFlight::default();
         let flight = in_flight.clone();
-        let got: Vec<Result<u64, u32>> = within_time(runtime(parallel), async {
-            stream::iter(items)
+        let got: Vec<Result<u64, Fail>> = within_time(runtime(parallel), async {
+            stream::iter(input)
                 .try_par_map(Workers::new(workers).buffer(buffer), move |(x, d)| {
                     let flight = flight.clone();
                     async move {
@@ -263,11 +284,13 @@ proptest! {
     fn try_par_map_unordered_ends_with_one_error_after_successes(
         (items, workers, buffer, parallel) in inputs(),
         fail_every in 2_u32..40,
+        bad_input_every in 2_u32..80,
     ) {
-        let step = move |x: u32| if x % fail_every == 0 { Err(x) } else { Ok(x) };
-        let any_fails = items.iter().any(|(x, _)| step(*x).is_err());
-        let got: Vec<Result<u32, u32>> = within_time(runtime(parallel), async {
-            stream::iter(items.clone())
+        let input = fallible_input(&items, bad_input_every);
+        let step = move |x: u32| if x % fail_every == 0 { Err(Fail::Item(x)) } else { Ok(x) };
+        let any_fails = input.iter().any(|item| item.clone().and_then(|(x, _)| step(x)).is_err());
+        let got: Vec<Result<u32, Fail>> = within_time(runtime(parallel), async {
+            stream::iter(input.clone())
                 .try_par_map_unordered(Workers::new(workers).buffer(buffer), move |(x, d)| async move {
                     work(x, d, &InFlight::default()).await;
                     step(x)
@@ -284,7 +307,7 @@ proptest! {
             prop_assert_eq!(got.len(), items.len());
         }
         // Every success is an input's, each at most as often as it occurs.
-        let mut pool: Vec<u32> = items.iter().map(|(x, _)| *x).collect();
+        let mut pool: Vec<u32> = input.iter().flatten().map(|(x, _)| *x).collect();
         for x in got.iter().flatten() {
             let at = pool.iter().position(|y| y == x);
             prop_assert!(at.is_some(), "{} yielded but not an input", x);
@@ -358,13 +381,57 @@ async fn par_for_each_visits_every_item_once() {
 #[tokio::test]
 async fn try_par_for_each_returns_the_first_error() {
     let out = stream::iter(0..100_u32)
-        .try_par_for_each(4, |x| async move { if x == 42 { Err(x) } else { Ok(()) } })
+        .map(Ok)
+        .try_par_for_each(4, |x| async move {
+            if x == 42 { Err(Fail::Item(x)) } else { Ok(()) }
+        })
         .await;
-    assert_eq!(out, Err(42));
+    assert_eq!(out, Err(Fail::Item(42)));
     let ok = stream::iter(0..100_u32)
-        .try_par_for_each(4, |_| async { Ok::<(), ()>(()) })
+        .map(Ok::<_, Fail>)
+        .try_par_for_each(4, |_| async { Ok(()) })
         .await;
     assert_eq!(ok, Ok(()));
+}
+
+#[tokio::test]
+async fn try_par_for_each_returns_the_inputs_error() {
+    let input = stream::iter(0..100_u32).map(|x| if x == 42 { Err(Fail::Item(x)) } else { Ok(x) });
+    let out = input.try_par_for_each(4, |_| async { Ok(()) }).await;
+    assert_eq!(out, Err(Fail::Item(42)));
+}
+
+#[tokio::test]
+async fn try_stages_chain_and_pass_the_first_error_on() {
+    let stages = |input: Vec<Result<u32, Fail>>| {
+        stream::iter(input)
+            .try_par_map(3, |x| async move {
+                if x == 7 {
+                    Err(Fail::Item(x))
+                } else {
+                    Ok(x * 10)
+                }
+            })
+            .try_par_map(2, |x| async move {
+                if x == 50 {
+                    Err(Fail::Item(x))
+                } else {
+                    Ok(x + 1)
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let ok: Vec<Result<u32, Fail>> = (0..5).map(Ok).collect();
+    assert_eq!(stages(ok).await, [Ok(1), Ok(11), Ok(21), Ok(31), Ok(41)]);
+    // The second stage fails on 5 * 10, before the first reaches 7.
+    let out = stages((0..10).map(Ok).collect()).await;
+    assert_eq!(
+        out,
+        [Ok(1), Ok(11), Ok(21), Ok(31), Ok(41), Err(Fail::Item(50))]
+    );
+    // An input error goes through both stages and ends them.
+    let out = stages(vec![Ok(1), Err(Fail::Item(99)), Ok(2)]).await;
+    assert_eq!(out, [Ok(11), Err(Fail::Item(99))]);
 }
 
 #[tokio::test]

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt, stream};
 use tokio_conc::prelude::*;
 
+mod pool_common;
+use pool_common::Fail;
+
 fn alive() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -165,14 +168,15 @@ async fn try_par_map_unordered_stops_at_the_first_error_and_cancels_the_rest() {
     let baseline = alive();
     let calls = Calls::default();
     let c = calls.clone();
-    let out: Vec<Result<u32, String>> = tokio::time::timeout(
+    let out: Vec<Result<u32, Fail>> = tokio::time::timeout(
         Duration::from_secs(5),
         stream::iter(0..10_000_u32)
+            .map(Ok)
             .try_par_map_unordered(4, move |x| {
                 let guard = c.start();
                 async move {
                     if x == 2 {
-                        return Err(format!("{x} failed"));
+                        return Err(Fail::Item(x));
                     }
                     std::future::pending::<()>().await;
                     drop(guard);
@@ -183,7 +187,7 @@ async fn try_par_map_unordered_stops_at_the_first_error_and_cancels_the_rest() {
     )
     .await
     .expect("the error ended the stream although the other calls never finish");
-    assert_eq!(out, [Err("2 failed".to_string())]);
+    assert_eq!(out, [Err(Fail::Item(2))]);
     back_to(baseline).await;
     assert!(
         calls.started() <= 4,
@@ -201,14 +205,15 @@ async fn try_par_map_waits_for_earlier_items_and_drops_later_ones() {
     let baseline = alive();
     let calls = Calls::default();
     let c = calls.clone();
-    let out: Vec<Result<u32, u32>> = stream::iter(0..10_000_u32)
+    let out: Vec<Result<u32, Fail>> = stream::iter(0..10_000_u32)
+        .map(Ok)
         .try_par_map(Workers::new(4).buffer(8), move |x| {
             let guard = c.start();
             async move {
                 match x {
                     // The failure finishes first; item 0 must still be yielded before it.
                     0 => tokio::time::sleep(Duration::from_millis(50)).await,
-                    3 => return Err(x),
+                    3 => return Err(Fail::Item(x)),
                     _ => {}
                 }
                 drop(guard);
@@ -217,7 +222,7 @@ async fn try_par_map_waits_for_earlier_items_and_drops_later_ones() {
         })
         .collect()
         .await;
-    assert_eq!(out, [Ok(0), Ok(1), Ok(2), Err(3)]);
+    assert_eq!(out, [Ok(0), Ok(1), Ok(2), Err(Fail::Item(3))]);
     back_to(baseline).await;
     assert!(
         calls.started() < 100,
@@ -230,16 +235,17 @@ async fn try_par_map_waits_for_earlier_items_and_drops_later_ones() {
 async fn try_par_for_each_returns_after_the_workers_have_stopped() {
     let baseline = alive();
     let out = stream::iter(0..u32::MAX)
+        .map(Ok)
         .try_par_for_each(3, |x| async move {
             if x == 10 {
-                Err("ten")
+                Err(Fail::Item(x))
             } else {
                 tokio::task::yield_now().await;
                 Ok(())
             }
         })
         .await;
-    assert_eq!(out, Err("ten"));
+    assert_eq!(out, Err(Fail::Item(10)));
     back_to(baseline).await;
 }
 
@@ -351,13 +357,11 @@ fn the_streams_are_send() {
     assert_send(&stream::iter(0..3).par_map(2, |x| async move { x }));
     assert_send(&stream::iter(0..3).par_map_unordered(2, |x| async move { x }));
     assert_send(&stream::iter(0..3).par_map_keyed(2, |x| *x, |x| async move { x }));
-    assert_send(&stream::iter(0..3).try_par_map(2, |x| async move { Ok::<_, ()>(x) }));
-    assert_send(&stream::iter(0..3).try_par_map_unordered(2, |x| async move { Ok::<_, ()>(x) }));
+    let fallible = || stream::iter(0..3).map(Ok::<_, Fail>);
+    assert_send(&fallible().try_par_map(2, |x| async move { Ok(x) }));
+    assert_send(&fallible().try_par_map_unordered(2, |x| async move { Ok(x) }));
     assert_send(&stream::iter(0..3).par_for_each(2, |_| async {}));
-    assert_send(&stream::iter(0..3).try_par_for_each(2, |_| async { Ok::<_, ()>(()) }));
+    assert_send(&fallible().try_par_for_each(2, |_| async { Ok(()) }));
     let debug = format!("{:?}", stream::iter(0..3).par_map(2, |x| async move { x }));
-    assert!(
-        debug.starts_with("ParMap { engine: Pool { workers: 0"),
-        "{debug}"
-    );
+    assert!(debug.starts_with("Pool { workers: 0"), "{debug}");
 }

@@ -78,6 +78,7 @@ fn pipeline(
             |x: &u64| *x % 7,
             |x| async move { x },
         )
+        .map(Ok::<u64, ContextError>)
         .try_par_map(Workers::new(2).context(ctx), |x| async move {
             Ok::<u64, ContextError>(x)
         })

@@ -147,7 +147,8 @@ use futures::stream::{BoxStream, FusedStream};
 use futures::{Stream, StreamExt};
 
 use crate::context::{ContextError, TaskContext};
-use crate::pool::{self, Workers};
+use crate::ConcurrentStreamExt;
+use crate::pool::Workers;
 use run::{ErrorSlot, StageOutput, StageRun, Ticket, Tracked};
 
 pub use stage::{Attempts, NoRetry, Retry, Stage};
@@ -418,9 +419,9 @@ where
                 async move { run.call(item).await }
             };
             if stage.ordered {
-                StageOutput::new(pool::par_map(input, workers, call), counters).boxed()
+                StageOutput::new(input.par_map(workers, call), counters).boxed()
             } else {
-                StageOutput::new(pool::par_map_unordered(input, workers, call), counters).boxed()
+                StageOutput::new(input.par_map_unordered(workers, call), counters).boxed()
             }
         })
     }

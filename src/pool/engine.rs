@@ -1,36 +1,32 @@
-//! The machinery under every pool stream operator: the workers' loop and the
-//! consumer-side [`Engine`] that feeds them and hands their results out.
+//! [`Engine`]: the consumer side of every pool stream operator. It pulls the
+//! source, feeds the workers through the [`HandOff`], releases their results
+//! (in input order, or as they finish), and ends the pool.
+//!
+//! How a pool ends, in every case the same way: the workers are aborted and
+//! **joined**, then a panic any of them caught is resumed, else the last item
+//! (a `try_` pool's failure, or its context's error) is yielded, then the
+//! end. So a panic is never hidden by an error, a cancel or the input's end
+//! that raced it, and no worker outlives the output's end.
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
-use std::panic::AssertUnwindSafe;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
-use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream};
+use futures::Stream;
 use pin_project_lite::pin_project;
 use tokio::task::JoinSet;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 use super::Workers;
-use super::hand_off::{HandOff, Job, Lanes, Take};
-use crate::context::TaskContext;
+use super::hand_off::{HandOff, Job, Lanes, Setup, Stop};
+use super::mapping::Mapping;
+use super::worker::supervise;
+use crate::context::{ContextError, TaskContext};
+use crate::internal::cancel_watch::CancelWatch;
 use crate::internal::reorder::ReorderWindow;
-
-/// Items pulled ahead of the workers when [`Workers::buffer`] is not set: a
-/// batch hand-off pays only when there is a batch to hand over.
-const DEFAULT_BUFFER: usize = 256;
-
-/// A worker aims to hand its results back about this often: long enough that
-/// the per-batch lock and wake-up vanish next to trivial items, short enough
-/// that a batch of slow items never holds work another worker could run.
-const BATCH_TIME: Duration = Duration::from_micros(40);
-
-/// A worker that keeps finding work yields after this many batches.
-const YIELD_EVERY: u32 = 32;
 
 /// How the results are released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,16 +38,28 @@ pub(crate) enum Order {
     Completion,
 }
 
-/// The lane of an item, for [`Lanes::PerWorker`].
-pub(crate) type Route<T> = Box<dyn Fn(&T) -> usize + Send>;
-
-/// The settings an operator passes to [`Engine::new`].
-pub(crate) struct Plan<T> {
+/// What an operator asks of the [`Engine`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// Named in the panic outside a runtime.
     pub(crate) operator: &'static str,
     pub(crate) order: Order,
     pub(crate) lanes: Lanes,
-    pub(crate) route: Option<Route<T>>,
 }
+
+impl Plan {
+    /// An operator whose workers share one queue.
+    pub(crate) const fn shared(operator: &'static str, order: Order) -> Self {
+        Plan {
+            operator,
+            order,
+            lanes: Lanes::Shared,
+        }
+    }
+}
+
+/// The lane of an item, for [`Lanes::PerWorker`].
+pub(crate) type Route<T> = Box<dyn Fn(&T) -> usize + Send + Sync>;
 
 type Start<T, O> = Box<dyn FnOnce(&Arc<HandOff<T, O>>) -> JoinSet<()> + Send>;
 
@@ -60,90 +68,108 @@ enum Released<O> {
     Input(ReorderWindow<O>),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Phase<O> {
     Running,
-    /// Waiting for the workers to return before ending the stream.
-    Joining,
+    /// The workers are aborted; once they are joined, the pool yields its
+    /// last item, if any, and ends (or resumes a panic).
+    Ending {
+        last: Option<O>,
+    },
+    /// The last item was yielded; the next poll ends the stream.
+    Yielded,
     Finished,
+}
+
+/// The pool's context, and how the consumer watches it.
+struct Bound {
+    ctx: TaskContext,
+    /// Raises the workers' stop flag inside `cancel()`; checked by the
+    /// consumer on every poll with one atomic load.
+    watch: CancelWatch,
+    /// Wakes a parked consumer on cancellation.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 pin_project! {
     /// Feeds the source's items to the workers and releases their results.
-    pub(crate) struct Engine<S: Stream, O> {
+    pub(crate) struct Engine<S: Stream, M: Mapping<S::Item>> {
         #[pin]
         source: S,
         source_done: bool,
-        hand_off: Arc<HandOff<S::Item, O>>,
-        start: Option<Start<S::Item, O>>,
+        hand_off: Arc<HandOff<M::Arg, M::Output>>,
+        start: Option<Start<M::Arg, M::Output>>,
         tasks: JoinSet<()>,
-        cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-        route: Option<Route<S::Item>>,
-        staged: Vec<Vec<Job<S::Item>>>,
-        done: VecDeque<Job<O>>,
+        bound: Option<Bound>,
+        route: Option<Route<M::Arg>>,
+        staged: Vec<Vec<Job<M::Arg>>>,
+        done: VecDeque<Job<M::Output>>,
         wakers: Vec<Waker>,
-        released: Released<O>,
+        released: Released<M::Output>,
         next_seq: u64,
         // Pulled from the source and not yet released: bounded by `window`.
         in_system: usize,
         window: usize,
-        phase: Phase,
+        phase: Phase<M::Output>,
     }
 }
 
-impl<S, O> Engine<S, O>
+impl<S, M> Engine<S, M>
 where
     S: Stream,
-    S::Item: Send + 'static,
-    O: Send + 'static,
+    M: Mapping<S::Item>,
 {
-    /// Captures the runtime (or panics naming the operator); the workers are
-    /// spawned on the first poll.
+    /// Captures the runtime (or panics naming the operator) and the context
+    /// (the one given, else the one current here); the workers are spawned on
+    /// the first poll.
     pub(crate) fn new<F, Fut>(
         source: S,
         workers: Workers,
         f: F,
-        plan: Plan<S::Item>,
-        fails: Option<fn(&O) -> bool>,
+        plan: Plan,
+        route: Option<Route<M::Arg>>,
     ) -> Self
     where
-        F: Fn(S::Item) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = O> + Send + 'static,
+        M::Arg: Send + 'static,
+        M::Output: Send + 'static,
+        F: Fn(M::Arg) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = M::Output> + Send + 'static,
     {
         let handle = crate::internal::runtime_handle(plan.operator);
         let count = workers.count();
-        let window = count
-            + workers
-                .buffer_setting()
-                .unwrap_or(DEFAULT_BUFFER.max(2 * count));
-        let ctx = workers
-            .task_context()
-            .cloned()
-            .or_else(TaskContext::current)
-            .unwrap_or_default();
-        let hand_off = Arc::new(HandOff::new(
-            count,
-            handle.metrics().num_workers(),
+        let window = count.saturating_add(workers.buffer_size());
+        let bound = crate::internal::ambient_context(workers.task_context())
+            .map(|ctx| Bound {
+                watch: CancelWatch::new(ctx.token(), Waker::noop().clone()),
+                cancelled: Box::pin(ctx.token().cancelled_owned()),
+                ctx,
+            });
+        let stop = bound.as_ref().map(|bound| Stop {
+            hint: bound.watch.hint(),
+            token: bound.ctx.token(),
+        });
+        let hand_off = Arc::new(HandOff::new(Setup {
+            workers: count,
+            threads: handle.metrics().num_workers(),
             window,
-            plan.lanes,
-            plan.order == Order::Input,
-            fails,
-        ));
-        let cancelled = Box::pin(ctx.token().cancelled_owned());
+            lanes: plan.lanes,
+            ordered: plan.order == Order::Input,
+            fails: M::CAN_FAIL.then_some(M::fails as fn(&M::Output) -> bool),
+            stop,
+        }));
+        let ctx = bound.as_ref().map(|bound| bound.ctx.clone());
         let f = Arc::new(f);
-        let start: Start<S::Item, O> = Box::new(move |hand_off: &Arc<HandOff<S::Item, O>>| {
+        let start: Start<M::Arg, M::Output> = Box::new(move |hand_off| {
             let mut tasks = JoinSet::new();
-            let ctx_span = ctx.span();
+            let parent = ctx.as_ref().map(TaskContext::span);
             for index in 0..count {
-                let span = tracing::info_span!(parent: &ctx_span, "worker", pool = %workers.label(), index);
-                let work = run_worker(hand_off.clone(), f.clone(), index);
-                let (ctx, hand_off) = (ctx.clone(), hand_off.clone());
-                let worker = async move {
-                    let caught = AssertUnwindSafe(work).catch_unwind();
-                    if let Ok(Err(panic)) = ctx.run(ctx.scope(caught)).await {
-                        hand_off.report_panic(panic);
+                let pool = workers.label();
+                let span = match &parent {
+                    Some(parent) => {
+                        tracing::info_span!(parent: parent, "worker", pool = %pool, index)
                     }
+                    None => tracing::info_span!("worker", pool = %pool, index),
                 };
+                let worker = supervise(hand_off.clone(), f.clone(), index, ctx.clone());
                 tasks.spawn_on(worker.instrument(span), &handle);
             }
             tasks
@@ -158,8 +184,8 @@ where
             hand_off,
             start: Some(start),
             tasks: JoinSet::new(),
-            cancelled,
-            route: plan.route,
+            bound,
+            route,
             staged: (0..lanes).map(|_| Vec::new()).collect(),
             done: VecDeque::new(),
             wakers: Vec::new(),
@@ -174,12 +200,53 @@ where
         }
     }
 
-    pub(crate) fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<O>> {
+    /// The context the pool is bound to.
+    pub(crate) fn task_context(&self) -> Option<&TaskContext> {
+        self.bound.as_ref().map(|bound| &bound.ctx)
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
+    }
+
+    /// No lower bound unless nothing can end the pool early (no context, no
+    /// failure): then every item pulled and every item the source promises
+    /// is yielded. At most one result per input item, plus a `try_` pool's
+    /// context error.
+    pub(crate) fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.phase {
+            Phase::Finished | Phase::Yielded => (0, Some(0)),
+            Phase::Ending { last } => (0, Some(usize::from(last.is_some()))),
+            Phase::Running => {
+                let (source_lower, source_upper) = if self.source_done {
+                    (0, Some(0))
+                } else {
+                    self.source.size_hint()
+                };
+                let upper = source_upper
+                    .and_then(|upper| upper.checked_add(self.in_system))
+                    .and_then(|upper| upper.checked_add(usize::from(M::CAN_FAIL)));
+                let certain = !M::CAN_FAIL && self.bound.is_none();
+                let lower = if certain {
+                    source_lower.saturating_add(self.in_system)
+                } else {
+                    0
+                };
+                (lower, upper)
+            }
+        }
+    }
+
+    pub(crate) fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<M::Output>> {
         let mut this = self.project();
         loop {
-            match *this.phase {
+            match this.phase {
                 Phase::Finished => return Poll::Ready(None),
-                Phase::Joining => {
+                Phase::Yielded => {
+                    *this.phase = Phase::Finished;
+                    return Poll::Ready(None);
+                }
+                Phase::Ending { .. } => {
                     while let Some(joined) = ready!(this.tasks.poll_join_next(cx)) {
                         if let Err(e) = joined {
                             if e.is_panic() {
@@ -188,10 +255,27 @@ where
                             }
                         }
                     }
-                    *this.phase = Phase::Finished;
-                    return Poll::Ready(None);
+                    let Phase::Ending { last } = std::mem::replace(this.phase, Phase::Finished)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    if let Some(panic) = this.hand_off.take_panic() {
+                        std::panic::resume_unwind(panic);
+                    }
+                    if last.is_some() {
+                        *this.phase = Phase::Yielded;
+                    }
+                    return Poll::Ready(last);
                 }
                 Phase::Running => {}
+            }
+
+            // Cancelled: stop at once, releasing nothing more.
+            if let Some(bound) = this.bound.as_mut() {
+                if bound.watch.is_cancelled() {
+                    end(this.tasks, this.phase, M::stopped(bound.err()));
+                    continue;
+                }
             }
 
             // Results already taken: released without touching shared state.
@@ -201,10 +285,10 @@ where
             };
             if let Some(out) = next {
                 *this.in_system -= 1;
-                if this.hand_off.fails(&out) {
+                if M::fails(&out) {
                     // Fail-fast: the failure is the last item.
-                    this.tasks.abort_all();
-                    *this.phase = Phase::Joining;
+                    end(this.tasks, this.phase, Some(out));
+                    continue;
                 }
                 return Poll::Ready(Some(out));
             }
@@ -213,21 +297,37 @@ where
                 *this.tasks = start(this.hand_off);
             }
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
-            if this.cancelled.as_mut().poll(cx).is_ready() {
-                this.tasks.abort_all();
-                *this.phase = Phase::Joining;
-                continue;
+            if let Some(bound) = this.bound.as_mut() {
+                if bound.cancelled.as_mut().poll(cx).is_ready() {
+                    end(this.tasks, this.phase, M::stopped(bound.err()));
+                    continue;
+                }
             }
 
             // Pull input while the window has room (backpressure).
-            let failed = this.hand_off.has_failed();
-            while !*this.source_done && !failed && *this.in_system < *this.window {
+            let mut input_failure = None;
+            while !*this.source_done
+                && !this.hand_off.has_failed()
+                && *this.in_system < *this.window
+            {
                 match this.source.as_mut().poll_next(cx) {
                     Poll::Ready(Some(item)) => {
-                        let lane = this.route.as_ref().map_or(0, |route| route(&item));
-                        this.staged[lane].push((*this.next_seq, item));
+                        let seq = *this.next_seq;
                         *this.next_seq += 1;
                         *this.in_system += 1;
+                        match M::admit(item) {
+                            Ok(arg) => {
+                                let lane = this.route.as_ref().map_or(0, |route| route(&arg));
+                                this.staged[lane].push((seq, arg));
+                            }
+                            // An `Err` in a `try_` pool's input: a failure at
+                            // its place in the input, needing no call. Intake
+                            // stops here.
+                            Err(failure) => {
+                                this.hand_off.fail(seq);
+                                input_failure = Some((seq, failure));
+                            }
+                        }
                     }
                     Poll::Ready(None) => *this.source_done = true,
                     Poll::Pending => break,
@@ -251,14 +351,17 @@ where
                 *this.phase = Phase::Finished;
                 std::panic::resume_unwind(panic);
             }
+            this.done.extend(input_failure);
 
             if !this.done.is_empty() {
                 coop.made_progress();
                 match this.released {
                     Released::Completion(fifo) => {
                         std::mem::swap(fifo, this.done);
-                        if this.hand_off.has_failed() {
-                            release_failure_last(fifo, this.hand_off);
+                        // Unordered fail-fast: once the failure is in hand,
+                        // stop the other calls now.
+                        if this.hand_off.has_failed() && release_failure_last::<S::Item, M>(fifo) {
+                            this.tasks.abort_all();
                         }
                     }
                     Released::Input(window) => window.arrive(this.done),
@@ -266,7 +369,7 @@ where
                 continue;
             }
             if *this.source_done && *this.in_system == 0 {
-                *this.phase = Phase::Joining;
+                end(this.tasks, this.phase, None);
                 continue;
             }
             // Parked: a worker's results, the source or the context wakes us.
@@ -275,122 +378,45 @@ where
     }
 }
 
-impl<S: Stream, O> std::fmt::Debug for Engine<S, O> {
+impl Bound {
+    /// Why the context stopped the pool.
+    fn err(&self) -> ContextError {
+        self.ctx.err().unwrap_or(ContextError::Cancelled)
+    }
+}
+
+/// Aborts the workers; the pool yields `last` (if any) once they are joined.
+fn end<O>(tasks: &mut JoinSet<()>, phase: &mut Phase<O>, last: Option<O>) {
+    tasks.abort_all();
+    *phase = Phase::Ending { last };
+}
+
+impl<S, M> std::fmt::Debug for Engine<S, M>
+where
+    S: Stream,
+    M: Mapping<S::Item>,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("workers", &self.tasks.len())
             .field("in_flight", &self.in_system)
             .field("window", &self.window)
             .field("input_ended", &self.source_done)
+            .field("context", &self.task_context())
             .finish_non_exhaustive()
     }
 }
 
 /// Unordered fail-fast: of the results taken together with the first
 /// failure, the successes are released first and only that one failure
-/// after them, so no finished success is dropped.
-fn release_failure_last<T, O>(fifo: &mut VecDeque<Job<O>>, hand_off: &HandOff<T, O>) {
-    let Some(first) = fifo.iter().position(|(_, out)| hand_off.fails(out)) else {
-        return;
+/// after them, so no finished success is dropped. Returns whether a failure
+/// was among them.
+fn release_failure_last<In, M: Mapping<In>>(fifo: &mut VecDeque<Job<M::Output>>) -> bool {
+    let Some(first) = fifo.iter().position(|(_, out)| M::fails(out)) else {
+        return false;
     };
     let failure = fifo.remove(first).expect("position is in range");
-    fifo.retain(|(_, out)| !hand_off.fails(out));
+    fifo.retain(|(_, out)| !M::fails(out));
     fifo.push_back(failure);
-}
-
-/// One worker: takes batches, runs `f` on each item, hands the results back
-/// in batches.
-async fn run_worker<T, O, F, Fut>(shared: Arc<HandOff<T, O>>, f: Arc<F>, index: usize)
-where
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = O>,
-{
-    let mut batch: Vec<Job<T>> = Vec::new();
-    let mut out: Vec<Job<O>> = Vec::new();
-    let mut limit = 1;
-    let mut failed = false;
-    let mut long_waits = true;
-    let mut since_yield = 0;
-    loop {
-        // A failure must reach the consumer at once; so must results when
-        // each call is slow enough that the next batch may take long.
-        let urgent = std::mem::take(&mut failed) || limit == 1;
-        match poll_fn(|cx| shared.poll_take(cx, index, &mut out, urgent, &mut batch, limit)).await {
-            Take::Closed => return,
-            // The consumer was just woken into this thread's LIFO slot,
-            // which no other thread can steal from: yield so it runs now
-            // (and refills the queue) instead of after this whole batch.
-            Take::Work { woke_consumer } => {
-                // Also yield now and then so other tasks on this thread run
-                // (tokio's own budget yield would park this worker where no
-                // other thread can steal it, as `yield_now` does).
-                since_yield += 1;
-                if woke_consumer || since_yield == YIELD_EVERY {
-                    since_yield = 0;
-                    yield_stealable().await;
-                }
-            }
-        }
-        let started = Instant::now();
-        let mut ran = 0;
-        let mut jobs = batch.drain(..);
-        while let Some((seq, item)) = jobs.next() {
-            if shared.is_cut(seq) {
-                continue;
-            }
-            ran += 1;
-            let mut call = std::pin::pin!(f(item));
-            let output = match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-                Poll::Ready(output) => output,
-                Poll::Pending => {
-                    // This call waits: hand the rest of the batch and the
-                    // results so far back, so no item queues behind it —
-                    // unless this worker's waits have been short (a yield, a
-                    // ready socket), where the hand-back costs more than it saves.
-                    if long_waits {
-                        shared.give_back(&mut out, &mut jobs);
-                    }
-                    let waiting = Instant::now();
-                    let output = call.await;
-                    long_waits = waiting.elapsed() >= BATCH_TIME;
-                    output
-                }
-            };
-            failed = shared.fails(&output);
-            out.push((seq, output));
-            if failed {
-                shared.fail(seq);
-                break;
-            }
-        }
-        drop(jobs);
-        limit = next_limit(started.elapsed(), ran);
-    }
-}
-
-/// Yields once, leaving the task where another runtime thread can steal it.
-///
-/// `tokio::task::yield_now` parks the task in a per-thread deferred list that
-/// other threads cannot steal from, so two workers yielding to each other can
-/// end up sharing one thread while the other idles. A task that wakes itself
-/// during its poll is instead pushed onto the thread's stealable run queue
-/// (and an idle thread is notified).
-fn yield_stealable() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    poll_fn(move |cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-}
-
-/// How many items the next batch may take, from how long the last `ran`
-/// calls took.
-fn next_limit(elapsed: Duration, ran: usize) -> usize {
-    let per_item = elapsed.as_nanos() / ran.max(1) as u128;
-    let fit = BATCH_TIME.as_nanos() / per_item.max(1);
-    usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, 1024)
+    true
 }

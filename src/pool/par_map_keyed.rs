@@ -2,43 +2,40 @@
 
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use futures::Stream;
-use pin_project_lite::pin_project;
 
-use super::Workers;
-use super::engine::{Engine, Order, Plan};
+use super::engine::{Engine, Order, Plan, Route};
 use super::hand_off::Lanes;
+use super::stream::FromEngine;
+use super::{Plain, PoolStream, Workers};
 
-pin_project! {
-    /// The stream returned by
-    /// [`par_map_keyed`](crate::ConcurrentStreamExt::par_map_keyed): items
-    /// with equal keys are handled one at a time, in input order, and their
-    /// results come out in that order; different keys run in parallel.
-    ///
-    /// ```
-    /// use futures::StreamExt;
-    /// use tokio_conc::prelude::*;
-    ///
-    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-    /// # async fn main() {
-    /// let events = [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)];
-    /// let applied: tokio_conc::pool::ParMapKeyed<_, (&str, i32)> = futures::stream::iter(events)
-    ///     .par_map_keyed(2, |(account, _)| *account, |event| async move { event });
-    /// let out: Vec<_> = applied.collect().await;
-    /// let a: Vec<_> = out.iter().filter(|(k, _)| *k == "a").map(|(_, n)| *n).collect();
-    /// assert_eq!(a, [1, 2, 3]);
-    /// # }
-    /// ```
-    #[derive(Debug)]
-    #[must_use = "streams do nothing unless polled"]
-    pub struct ParMapKeyed<S: Stream, R> {
-        #[pin]
-        engine: Engine<S, R>,
-    }
-}
+/// The stream returned by
+/// [`par_map_keyed`](crate::ConcurrentStreamExt::par_map_keyed): items
+/// with equal keys are handled one at a time, in input order, and their
+/// results come out in that order; different keys run in parallel.
+///
+/// ```
+/// use futures::StreamExt;
+/// use tokio_conc::prelude::*;
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() {
+/// let events = [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)];
+/// let applied: tokio_conc::pool::ParMapKeyed<_, (&str, i32)> = futures::stream::iter(events)
+///     .par_map_keyed(2, |(account, _)| *account, |event| async move { event });
+/// let out: Vec<_> = applied.collect().await;
+/// let a: Vec<_> = out.iter().filter(|(k, _)| *k == "a").map(|(_, n)| *n).collect();
+/// assert_eq!(a, [1, 2, 3]);
+/// # }
+/// ```
+pub type ParMapKeyed<S, R> = PoolStream<S, Plain<R>>;
+
+const PAR_MAP_KEYED: Plan = Plan {
+    operator: "par_map_keyed",
+    order: Order::Completion,
+    lanes: Lanes::PerWorker,
+};
 
 pub(crate) fn par_map_keyed<S, K, KF, F, Fut>(
     source: S,
@@ -50,7 +47,7 @@ where
     S: Stream,
     S::Item: Send + 'static,
     K: Hash,
-    KF: Fn(&S::Item) -> K + Send + 'static,
+    KF: Fn(&S::Item) -> K + Send + Sync + 'static,
     F: Fn(S::Item) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: Send + 'static,
@@ -63,26 +60,6 @@ where
         // The remainder is below the worker count, which is a usize.
         (hasher.finish() % lanes) as usize
     };
-    let plan = Plan {
-        operator: "par_map_keyed",
-        order: Order::Completion,
-        lanes: Lanes::PerWorker,
-        route: Some(Box::new(route)),
-    };
-    ParMapKeyed {
-        engine: Engine::new(source, workers, f, plan, None),
-    }
-}
-
-impl<S, R> Stream for ParMapKeyed<S, R>
-where
-    S: Stream,
-    S::Item: Send + 'static,
-    R: Send + 'static,
-{
-    type Item = R;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
-        self.project().engine.poll_next(cx)
-    }
+    let route: Route<S::Item> = Box::new(route);
+    PoolStream::from_engine(Engine::new(source, workers, f, PAR_MAP_KEYED, Some(route)))
 }

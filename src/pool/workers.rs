@@ -4,6 +4,10 @@ use std::borrow::Cow;
 
 use crate::context::TaskContext;
 
+/// The buffer when [`Workers::buffer`] is not set, for at most 128 workers:
+/// the stream operators hand items over in batches and need a batch to hand.
+const DEFAULT_BUFFER: usize = 256;
+
 /// The settings of a worker pool: how many calls run at once, how many items
 /// may wait ahead of them, the [`TaskContext`] that can cancel them, and a name
 /// for their `tracing` spans.
@@ -51,10 +55,13 @@ impl Workers {
         }
     }
 
-    /// How many input items may be pulled ahead of the workers (queued or
-    /// waiting to be reordered). Defaults to a small multiple of the worker
-    /// count; the stream operators (`par_map` and kin) default to at least
-    /// 256, because they hand items over in batches and need a batch to hand.
+    /// How many items may wait ahead of the workers: for the stream operators
+    /// (`par_map` and kin), how many input items beyond the `count` in the
+    /// workers' hands may be pulled and not yet yielded (queued, or waiting
+    /// to be reordered); for a [`WorkerPool`](super::WorkerPool), how many
+    /// jobs its queue holds. Defaults to 256, or twice the worker count if
+    /// that is more ([`buffer_size`](Self::buffer_size) says which): the
+    /// stream operators hand items over in batches and need a batch to hand.
     ///
     /// # Panics
     ///
@@ -71,7 +78,9 @@ impl Workers {
     }
 
     /// The context the workers run under: it is current inside every call
-    /// ([`TaskContext::current`]), and cancelling it stops the pool.
+    /// ([`TaskContext::current`]), and cancelling it stops the pool. Without
+    /// one, a pool is bound to the context current where it is built, if
+    /// any — the crate's one rule for every operator.
     ///
     /// ```
     /// use tokio_conc::prelude::*;
@@ -104,23 +113,25 @@ impl Workers {
         self.count
     }
 
-    /// The buffer set by [`buffer`](Self::buffer), or the default: twice the
-    /// worker count.
+    /// The buffer the pool uses: the one set by [`buffer`](Self::buffer), or
+    /// the default, 256 or twice the worker count if that is more. A stream
+    /// operator pulls at most `count() + buffer_size()` items ahead of its
+    /// output.
     ///
     /// ```
-    /// assert_eq!(tokio_conc::pool::Workers::new(3).buffer_size(), 6);
+    /// use tokio_conc::pool::Workers;
+    ///
+    /// assert_eq!(Workers::new(3).buffer_size(), 256);
+    /// assert_eq!(Workers::new(200).buffer_size(), 400);
+    /// assert_eq!(Workers::new(3).buffer(10).buffer_size(), 10);
     /// ```
     pub fn buffer_size(&self) -> usize {
-        self.buffer.unwrap_or(self.count.saturating_mul(2))
-    }
-
-    /// The buffer set by [`buffer`](Self::buffer), if any: the stream
-    /// operators pick their own default when it is not set.
-    pub(crate) fn buffer_setting(&self) -> Option<usize> {
         self.buffer
+            .unwrap_or(DEFAULT_BUFFER.max(self.count.saturating_mul(2)))
     }
 
-    /// The context set by [`context`](Self::context), if any.
+    /// The context set by [`context`](Self::context), if any (the getter of
+    /// that setter: a builder's getter is named `task_context`).
     ///
     /// ```
     /// assert!(tokio_conc::pool::Workers::new(3).task_context().is_none());

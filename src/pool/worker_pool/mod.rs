@@ -113,7 +113,7 @@ impl Drop for LastClone {
 impl WorkerPool {
     /// Starts a pool: `workers.count()` workers and a queue holding up to
     /// `workers.buffer_size()` jobs waiting to start. A `usize` gives that many
-    /// workers with the default buffer (twice the count).
+    /// workers with the default buffer ([`Workers::buffer_size`]: 256, or twice the count).
     ///
     /// The pool's [`context`](Self::context) is a child of the one given with
     /// [`Workers::context`], else of the one current here, else a new root
