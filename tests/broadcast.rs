@@ -15,8 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, assert_the_source_panic_spreads, consumer, counted, join_within, ready_now,
-    two_thread_runtime, yield_times,
+    LONG, LateWake, WakeCounter, assert_the_source_panic_spreads, consumer, counted, join_within,
+    poll_once, ready_now, two_thread_runtime, yield_times,
 };
 
 #[test]
@@ -136,6 +136,25 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() 
             .expect("a parked branch was never woken");
         assert_eq!(got.unwrap(), ["hello"]);
     }
+}
+
+/// `fan_out` and `partition` stranded a branch waiting on the source when
+/// another took an item that came ready before its wake-up (chaos seed
+/// 1795748875737309819). `broadcast` pulls for every branch, so the waiting
+/// one gets the item too and is woken for it: this keeps it so.
+#[tokio::test]
+async fn a_waiting_branch_gets_an_item_another_pulled_before_its_wake_up() {
+    let source = LateWake::new();
+    let mut branches = source.clone().broadcast(2, 4);
+    let (mut taker, mut waiter) = (branches.remove(0), branches.remove(0));
+    let waiter_woken = WakeCounter::new();
+    assert!(poll_once(&mut waiter, &waiter_woken).is_pending());
+    source.push(1);
+    assert_eq!(poll_once(&mut taker, &WakeCounter::new()), Poll::Ready(Some(1)));
+    drop(taker);
+    source.wake_if_owed();
+    assert!(waiter_woken.count() > 0, "the waiting branch was stranded");
+    assert_eq!(poll_once(&mut waiter, &waiter_woken), Poll::Ready(Some(1)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -15,8 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, assert_the_source_panic_spreads, consumer, counted, join_within, ready_now,
-    two_thread_runtime, yield_times,
+    LONG, LateWake, WakeCounter, assert_the_source_panic_spreads, consumer, counted, join_within,
+    poll_once, ready_now, two_thread_runtime, yield_times,
 };
 
 type Item = (u32, usize); // (key, position in the source)
@@ -207,6 +207,35 @@ async fn lanes_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() {
             .expect("a parked lane was never woken");
         assert_eq!(got.unwrap(), [(keys[lane], lane)]);
     }
+}
+
+/// Regression (found with `fan_out`'s, chaos seed 1795748875737309819): a
+/// lane parked on a pending source was stranded when another lane then
+/// pulled an item of its own that had come ready without a wake-up yet (a
+/// pool batches its wake-ups) and stopped there: the source owes a wake-up
+/// only to its last poll, which had returned that item. The waiting lane's
+/// items sat in the source while its consumer waited.
+#[tokio::test]
+async fn waiting_lane_stranded_when_another_pulls_an_item_of_its_own() {
+    let keys = key_per_lane(2).await;
+    let source = LateWake::new();
+    let mut lanes = source.clone().partition_with(2, 4, |k: &u32| *k);
+    let (mut taker, mut waiter) = (lanes.remove(0), lanes.remove(0));
+    let waiter_woken = WakeCounter::new();
+    assert!(poll_once(&mut waiter, &waiter_woken).is_pending());
+    source.push(keys[0]);
+    source.push(keys[1]);
+    assert_eq!(
+        poll_once(&mut taker, &WakeCounter::new()),
+        Poll::Ready(Some(keys[0]))
+    );
+    drop(taker);
+    source.wake_if_owed(); // owes nothing: its last poll returned an item
+    assert!(waiter_woken.count() > 0, "the waiting lane was stranded");
+    assert_eq!(
+        poll_once(&mut waiter, &waiter_woken),
+        Poll::Ready(Some(keys[1]))
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,7 +19,11 @@
 //!    sees the room, or it is woken.
 //! 3. **Waiting for the source**: as in `fan_out` — a branch that finds the
 //!    source pending parks in `waiting` with the epoch read when it took the
-//!    lock; whoever pulls items for others or sees the end wakes everyone.
+//!    lock; whoever pulls items for others or sees the end wakes everyone,
+//!    and a pull whose last poll of the source returned an item (it then
+//!    owes no wake-up to anyone: `fan_out`'s invariant 5) wakes `waiting`.
+//!    `broadcast` pulls for every branch, so any item wakes everyone;
+//!    `partition` says so with `Pulled::owes_no_wake_up`.
 //! 4. Cancellation: the batch is taken without the lock only while the
 //!    context's hint is down; once it is raised the lock confirms it, and a
 //!    cancelled branch drops its batch and ends.

@@ -4,10 +4,12 @@
 // Each suite uses its own subset.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -162,6 +164,79 @@ pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     timeout(Duration::from_secs(600), fut)
         .await
         .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// A source whose items come ready before their wake-up does, as a pool's
+/// results do (a pool batches its wake-ups): [`push`](LateWake::push) adds an
+/// item and wakes no one; [`wake_if_owed`](LateWake::wake_if_owed) wakes the
+/// waker of the last poll if that poll returned `Pending` — the only wake-up
+/// a `Stream` owes. A poll that returns an item owes none, so a consumer that
+/// got `Pending` earlier is not woken for the items that came after it.
+pub struct LateWake<T>(Arc<Mutex<LateWakeState<T>>>);
+
+struct LateWakeState<T> {
+    items: VecDeque<T>,
+    ended: bool,
+    owed: Option<Waker>,
+}
+
+impl<T> Clone for LateWake<T> {
+    fn clone(&self) -> Self {
+        LateWake(Arc::clone(&self.0))
+    }
+}
+
+impl<T> LateWake<T> {
+    pub fn new() -> Self {
+        LateWake(Arc::new(Mutex::new(LateWakeState {
+            items: VecDeque::new(),
+            ended: false,
+            owed: None,
+        })))
+    }
+
+    /// Adds an item; wakes no one yet.
+    pub fn push(&self, item: T) {
+        self.0.lock().unwrap().items.push_back(item);
+    }
+
+    /// The late wake-up: only if the last poll returned `Pending`.
+    pub fn wake_if_owed(&self) {
+        let owed = self.0.lock().unwrap().owed.take();
+        if let Some(waker) = owed {
+            waker.wake();
+        }
+    }
+
+    /// Ends the source, waking the last poll if it returned `Pending`.
+    pub fn end(&self) {
+        self.0.lock().unwrap().ended = true;
+        self.wake_if_owed();
+    }
+}
+
+impl<T> Stream for LateWake<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(item) = state.items.pop_front() {
+            state.owed = None;
+            return Poll::Ready(Some(item));
+        }
+        if state.ended {
+            state.owed = None;
+            return Poll::Ready(None);
+        }
+        state.owed = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Polls `stream` once with a waker that counts its wake-ups.
+pub fn poll_once<S: Stream + Unpin>(stream: &mut S, waker: &Arc<WakeCounter>) -> Poll<Option<S::Item>> {
+    let waker = Waker::from(Arc::clone(waker));
+    stream.poll_next_unpin(&mut Context::from_waker(&waker))
 }
 
 /// Counts the drops of the futures it is moved into.

@@ -204,8 +204,15 @@ fn refill<T>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
     drop(state);
     if pulled.for_others || pulled.ended {
         hub.source_waker.wake_by_ref();
-    } else if released {
-        hub.parked.blocked.wake_all();
+    } else {
+        if released {
+            hub.parked.blocked.wake_all();
+        }
+        if pulled.owes_no_wake_up {
+            // This pull took the source's wake-up from the lanes waiting
+            // for it: they ask again (`fan_out`'s invariant 5).
+            hub.parked.wake_waiting();
+        }
     }
     match next {
         Some(item) => Refilled::Item(item),
