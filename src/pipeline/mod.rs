@@ -146,8 +146,8 @@ use std::task::{Context, Poll, ready};
 use futures::stream::{BoxStream, FusedStream};
 use futures::{Stream, StreamExt};
 
-use crate::context::{ContextError, TaskContext};
 use crate::ConcurrentStreamExt;
+use crate::context::{ContextError, TaskContext};
 use crate::pool::Workers;
 use run::{ErrorSlot, StageOutput, StageRun, Ticket, Tracked};
 

@@ -137,12 +137,11 @@ where
         let handle = crate::internal::runtime_handle(plan.operator);
         let count = workers.count();
         let window = count.saturating_add(workers.buffer_size());
-        let bound = crate::internal::ambient_context(workers.task_context())
-            .map(|ctx| Bound {
-                watch: CancelWatch::new(ctx.token(), Waker::noop().clone()),
-                cancelled: Box::pin(ctx.token().cancelled_owned()),
-                ctx,
-            });
+        let bound = crate::internal::ambient_context(workers.task_context()).map(|ctx| Bound {
+            watch: CancelWatch::new(ctx.token(), Waker::noop().clone()),
+            cancelled: Box::pin(ctx.token().cancelled_owned()),
+            ctx,
+        });
         let stop = bound.as_ref().map(|bound| Stop {
             hint: bound.watch.hint(),
             token: bound.ctx.token(),
