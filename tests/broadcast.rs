@@ -15,8 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, LateWake, WakeCounter, assert_the_source_panic_spreads, consumer, counted, join_within,
-    poll_once, ready_now, two_thread_runtime, yield_times,
+    LONG, LateWake, WakeCounter, assert_a_branch_blocked_on_a_panicking_poll_names_the_message,
+    assert_the_source_panic_spreads, consumer, counted, join_within, poll_once, ready_now,
+    two_thread_runtime, yield_times,
 };
 
 #[test]
@@ -150,7 +151,10 @@ async fn a_waiting_branch_gets_an_item_another_pulled_before_its_wake_up() {
     let waiter_woken = WakeCounter::new();
     assert!(poll_once(&mut waiter, &waiter_woken).is_pending());
     source.push(1);
-    assert_eq!(poll_once(&mut taker, &WakeCounter::new()), Poll::Ready(Some(1)));
+    assert_eq!(
+        poll_once(&mut taker, &WakeCounter::new()),
+        Poll::Ready(Some(1))
+    );
     drop(taker);
     source.wake_if_owed();
     assert!(waiter_woken.count() > 0, "the waiting branch was stranded");
@@ -213,6 +217,17 @@ async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
     let second = branches.pop().unwrap();
     let first = branches.pop().unwrap();
     assert_the_source_panic_spreads(first, second, "broadcast").await;
+}
+
+/// The source's panic message survives a branch that was blocked on the
+/// lock while another branch's poll of the source panicked (see the helper).
+#[test]
+fn blocked_branch_lost_the_source_panic_message_while_the_poll_unwound() {
+    assert_a_branch_blocked_on_a_panicking_poll_names_the_message("broadcast", |source| {
+        let mut branches = source.broadcast(2, 4);
+        let second = branches.pop().unwrap();
+        (branches.pop().unwrap(), second)
+    });
 }
 
 proptest! {

@@ -17,8 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, LateWake, WakeCounter, assert_the_source_panic_spreads, join_within, poll_once,
-    two_thread_runtime, yield_times,
+    LONG, LateWake, WakeCounter, assert_a_branch_blocked_on_a_panicking_poll_names_the_message,
+    assert_the_source_panic_spreads, join_within, poll_once, two_thread_runtime, yield_times,
 };
 
 /// A source that counts the items it produced and records being dropped.
@@ -236,7 +236,10 @@ async fn waiting_branch_stranded_behind_an_idle_branch_that_took_an_item() {
         .collect();
     source.push(1);
     source.push(2);
-    assert_eq!(poll_once(&mut taker, &WakeCounter::new()), Poll::Ready(Some(1)));
+    assert_eq!(
+        poll_once(&mut taker, &WakeCounter::new()),
+        Poll::Ready(Some(1))
+    );
     source.wake_if_owed();
     for (_, woken) in &waiters {
         assert!(woken.count() > 0, "a waiting branch was stranded");
@@ -269,7 +272,13 @@ fn a_pool_feeding_fan_out_loses_nothing_when_a_branch_is_dropped_part_way() {
                 .fan_out(2)
                 .into_iter()
                 .enumerate()
-                .map(|(i, branch)| if i == 0 { branch.take(8).boxed() } else { branch.boxed() });
+                .map(|(i, branch)| {
+                    if i == 0 {
+                        branch.take(8).boxed()
+                    } else {
+                        branch.boxed()
+                    }
+                });
             timeout(LONG, fan_in(items).collect::<Vec<_>>()).await
         });
         let mut got = got.unwrap_or_else(|_| panic!("round {round} hung"));
@@ -490,6 +499,17 @@ async fn consume<T>(mut branch: impl Stream<Item = T> + Unpin, consumer: Consume
         }
     }
     got
+}
+
+/// The source's panic message survives a branch that was blocked on the
+/// lock while another branch's poll of the source panicked (see the helper).
+#[test]
+fn blocked_branch_lost_the_source_panic_message_while_the_poll_unwound() {
+    assert_a_branch_blocked_on_a_panicking_poll_names_the_message("fan_out", |source| {
+        let mut branches = source.fan_out(2);
+        let second = branches.pop().unwrap();
+        (branches.pop().unwrap(), second)
+    });
 }
 
 proptest! {

@@ -15,8 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, LateWake, WakeCounter, assert_the_source_panic_spreads, consumer, counted, join_within,
-    poll_once, ready_now, two_thread_runtime, yield_times,
+    LONG, LateWake, WakeCounter, assert_a_branch_blocked_on_a_panicking_poll_names_the_message,
+    assert_the_source_panic_spreads, consumer, counted, join_within, poll_once, ready_now,
+    two_thread_runtime, yield_times,
 };
 
 type Item = (u32, usize); // (key, position in the source)
@@ -300,6 +301,17 @@ async fn secondary_lane_panic_keeps_the_source_panic_message() {
         second,
         "partition: the source panicked in another branch: item 3 is poison"
     );
+}
+
+/// The source's panic message survives a branch that was blocked on the
+/// lock while another branch's poll of the source panicked (see the helper).
+#[test]
+fn blocked_branch_lost_the_source_panic_message_while_the_poll_unwound() {
+    assert_a_branch_blocked_on_a_panicking_poll_names_the_message("partition", |source| {
+        let mut branches = source.partition_with(2, 4, |x: &u32| *x);
+        let second = branches.pop().unwrap();
+        (branches.pop().unwrap(), second)
+    });
 }
 
 proptest! {

@@ -27,6 +27,14 @@
 //! 4. Cancellation: the batch is taken without the lock only while the
 //!    context's hint is down; once it is raised the lock confirms it, and a
 //!    cancelled branch drops its batch and ends.
+//! 5. **The source's panic is told before the lock is poisoned.** A refill
+//!    polls the source (and runs the user's key function or `Clone`) inside
+//!    [`Parked::poll_source`](super::Parked) *while it holds the guard*, so
+//!    the panic's message is kept before unwinding drops the guard and
+//!    poisons the lock; a branch blocked on the lock then always finds it.
+//!    (Wrapping the whole refill, which owns the guard, let the lock go
+//!    first: a branch woken by that said no message. Found by the chaos
+//!    suite.)
 //!
 //! Model-checked by `loom_tests` below (`RUSTFLAGS="--cfg loom"`).
 
@@ -199,16 +207,16 @@ impl<T, S: BatchedState<T>> BatchedBranch<T, S> {
             return Poll::Ready(Some(item));
         }
 
-        let refilled = hub.parked.poll_source(|| {
-            refill(Refill {
-                state,
-                hub,
-                slot,
-                batch: &mut self.batch,
-                cx,
-                epoch,
-                unblocked,
-            })
+        // The refill polls the source inside `Parked::poll_source`, while it
+        // holds the lock (invariant 5).
+        let refilled = refill(Refill {
+            state,
+            hub,
+            slot,
+            batch: &mut self.batch,
+            cx,
+            epoch,
+            unblocked,
         });
         match refilled {
             Refilled::Item(item) => {

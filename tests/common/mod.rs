@@ -79,6 +79,48 @@ where
     assert!(message.contains("source failed"), "{message}");
 }
 
+/// A branch that waits on the lock while another polls a source that then
+/// panics says the source's message, every time. `split` builds two branches
+/// over a source whose first poll holds the lock a while (the other branch
+/// is blocked on it by then) and panics with "source failed".
+///
+/// Regression (chaos seed 1795749805605384026): `broadcast` and `partition`
+/// let the lock go — poisoning it — while the panic unwound, before the
+/// message was kept; a branch woken by that saw no message, and the panic
+/// that reached the consumer said only "the source panicked in another
+/// branch".
+pub fn assert_a_branch_blocked_on_a_panicking_poll_names_the_message<B>(
+    operator: &str,
+    split: impl Fn(futures::stream::BoxStream<'static, u32>) -> (B, B),
+) where
+    B: Stream + Unpin + Send + 'static,
+{
+    for round in 0..30 {
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+        let source = futures::stream::poll_fn(move |_| -> Poll<Option<u32>> {
+            inside_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            panic!("source failed");
+        })
+        .boxed();
+        let (mut first, mut second) = split(source);
+        let first = std::thread::spawn(move || futures::executor::block_on(first.next()).is_some());
+        inside_rx.recv().unwrap();
+        let second =
+            std::thread::spawn(move || futures::executor::block_on(second.next()).is_some());
+        assert!(first.join().is_err(), "the first branch panicked");
+        let payload = second.join().expect_err("the second branch panics too");
+        let message = payload
+            .downcast_ref::<String>()
+            .expect("a message naming the operator");
+        assert_eq!(
+            message,
+            &format!("{operator}: the source panicked in another branch: source failed"),
+            "round {round}"
+        );
+    }
+}
+
 /// A runtime of its own for each property case, with two worker threads so
 /// that branches really race.
 pub fn two_thread_runtime() -> tokio::runtime::Runtime {
@@ -234,7 +276,10 @@ impl<T> Stream for LateWake<T> {
 }
 
 /// Polls `stream` once with a waker that counts its wake-ups.
-pub fn poll_once<S: Stream + Unpin>(stream: &mut S, waker: &Arc<WakeCounter>) -> Poll<Option<S::Item>> {
+pub fn poll_once<S: Stream + Unpin>(
+    stream: &mut S,
+    waker: &Arc<WakeCounter>,
+) -> Poll<Option<S::Item>> {
     let waker = Waker::from(Arc::clone(waker));
     stream.poll_next_unpin(&mut Context::from_waker(&waker))
 }

@@ -179,11 +179,13 @@ fn refill<T>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
         return Refilled::End;
     }
 
-    let pulled = state.pull(
-        slot,
-        &hub.batched,
-        &mut Context::from_waker(&hub.source_waker),
-    );
+    let pulled = hub.parked.poll_source(|| {
+        state.pull(
+            slot,
+            &hub.batched,
+            &mut Context::from_waker(&hub.source_waker),
+        )
+    });
     state.take_batch(slot, batch, &hub.batched[slot]);
     let next = batch.pop_front();
     let end = next.is_none() && state.source.is_none() && state.held.is_none();
