@@ -15,7 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, assert_the_source_panic_spreads, consumer, counted, join_within, ready_now,
+    LONG, LateWake, WakeCounter, assert_a_branch_blocked_on_a_panicking_poll_names_the_message,
+    assert_the_source_panic_spreads, consumer, counted, join_within, poll_once, ready_now,
     two_thread_runtime, yield_times,
 };
 
@@ -138,6 +139,28 @@ async fn branches_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() 
     }
 }
 
+/// `fan_out` and `partition` stranded a branch waiting on the source when
+/// another took an item that came ready before its wake-up (chaos seed
+/// 1795748875737309819). `broadcast` pulls for every branch, so the waiting
+/// one gets the item too and is woken for it: this keeps it so.
+#[tokio::test]
+async fn a_waiting_branch_gets_an_item_another_pulled_before_its_wake_up() {
+    let source = LateWake::new();
+    let mut branches = source.clone().broadcast(2, 4);
+    let (mut taker, mut waiter) = (branches.remove(0), branches.remove(0));
+    let waiter_woken = WakeCounter::new();
+    assert!(poll_once(&mut waiter, &waiter_woken).is_pending());
+    source.push(1);
+    assert_eq!(
+        poll_once(&mut taker, &WakeCounter::new()),
+        Poll::Ready(Some(1))
+    );
+    drop(taker);
+    source.wake_if_owed();
+    assert!(waiter_woken.count() > 0, "the waiting branch was stranded");
+    assert_eq!(poll_once(&mut waiter, &waiter_woken), Poll::Ready(Some(1)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancel_ends_every_branch_and_drops_what_they_hold() {
     let ctx = TaskContext::background();
@@ -194,6 +217,17 @@ async fn a_panicking_source_panics_the_branch_polling_it_and_then_the_others() {
     let second = branches.pop().unwrap();
     let first = branches.pop().unwrap();
     assert_the_source_panic_spreads(first, second, "broadcast").await;
+}
+
+/// The source's panic message survives a branch that was blocked on the
+/// lock while another branch's poll of the source panicked (see the helper).
+#[test]
+fn blocked_branch_lost_the_source_panic_message_while_the_poll_unwound() {
+    assert_a_branch_blocked_on_a_panicking_poll_names_the_message("broadcast", |source| {
+        let mut branches = source.broadcast(2, 4);
+        let second = branches.pop().unwrap();
+        (branches.pop().unwrap(), second)
+    });
 }
 
 proptest! {

@@ -17,8 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, WakeCounter, assert_the_source_panic_spreads, join_within, two_thread_runtime,
-    yield_times,
+    LONG, LateWake, WakeCounter, assert_a_branch_blocked_on_a_panicking_poll_names_the_message,
+    assert_the_source_panic_spreads, join_within, poll_once, two_thread_runtime, yield_times,
 };
 
 /// A source that counts the items it produced and records being dropped.
@@ -194,6 +194,97 @@ async fn dropping_the_last_parked_branch_strands_no_other() {
         .await
         .expect("the remaining branch was stranded");
     assert_eq!(got.unwrap(), Some(42));
+}
+
+/// Regression (chaos seed 1795748875737309819 hung: `par_map` feeding
+/// `fan_out(2)`, one branch dropped after 8 items). A branch parked on a
+/// pending source was stranded when another branch then took an item that
+/// had come ready without a wake-up yet (a pool batches its wake-ups) and
+/// was dropped: the source owes a wake-up only to its last poll, and that
+/// one had returned the item.
+#[tokio::test]
+async fn waiting_branch_stranded_when_another_takes_the_item_and_is_dropped() {
+    let source = LateWake::new();
+    let mut branches = source.clone().fan_out(2);
+    let (mut taker, mut waiter) = (branches.remove(0), branches.remove(0));
+    let (taker_woken, waiter_woken) = (WakeCounter::new(), WakeCounter::new());
+    assert!(poll_once(&mut waiter, &waiter_woken).is_pending());
+    source.push(1);
+    source.push(2);
+    assert_eq!(poll_once(&mut taker, &taker_woken), Poll::Ready(Some(1)));
+    drop(taker);
+    source.wake_if_owed(); // owes nothing: its last poll returned an item
+    assert!(waiter_woken.count() > 0, "the waiting branch was stranded");
+    assert_eq!(poll_once(&mut waiter, &waiter_woken), Poll::Ready(Some(2)));
+}
+
+/// The same without the drop: a branch that took an item and is not polled
+/// again for a while (its consumer is busy) holds up no branch that asked
+/// before it — as with goroutines sharing a channel.
+#[tokio::test]
+async fn waiting_branch_stranded_behind_an_idle_branch_that_took_an_item() {
+    let source = LateWake::new();
+    let mut branches = source.clone().fan_out(3);
+    let mut taker = branches.remove(0);
+    let waiters: Vec<_> = branches
+        .into_iter()
+        .map(|mut waiter| {
+            let woken = WakeCounter::new();
+            assert!(poll_once(&mut waiter, &woken).is_pending());
+            (waiter, woken)
+        })
+        .collect();
+    source.push(1);
+    source.push(2);
+    assert_eq!(
+        poll_once(&mut taker, &WakeCounter::new()),
+        Poll::Ready(Some(1))
+    );
+    source.wake_if_owed();
+    for (_, woken) in &waiters {
+        assert!(woken.count() > 0, "a waiting branch was stranded");
+    }
+    let mut got = Vec::new();
+    for (mut waiter, woken) in waiters {
+        if let Poll::Ready(Some(item)) = poll_once(&mut waiter, &woken) {
+            got.push(item);
+        }
+    }
+    assert_eq!(got, [2]);
+    drop(taker);
+}
+
+/// The chaos plan that found the defect above, with a real pool: its
+/// results come ready before their wake-up, and one branch is dropped
+/// part-way. Every item still comes out of the other branch.
+#[test]
+fn a_pool_feeding_fan_out_loses_nothing_when_a_branch_is_dropped_part_way() {
+    for round in 0..100 {
+        let runtime = two_thread_runtime();
+        let got = runtime.block_on(async {
+            let items = futures::stream::iter(0..51_u64)
+                .par_map(Workers::new(4).buffer(1), |x| async move {
+                    if x % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    x
+                })
+                .fan_out(2)
+                .into_iter()
+                .enumerate()
+                .map(|(i, branch)| {
+                    if i == 0 {
+                        branch.take(8).boxed()
+                    } else {
+                        branch.boxed()
+                    }
+                });
+            timeout(LONG, fan_in(items).collect::<Vec<_>>()).await
+        });
+        let mut got = got.unwrap_or_else(|_| panic!("round {round} hung"));
+        got.sort_unstable();
+        assert_eq!(got, (0..51).collect::<Vec<_>>(), "round {round}");
+    }
 }
 
 /// A branch that asks while another branch is inside the source's poll parks,
@@ -408,6 +499,17 @@ async fn consume<T>(mut branch: impl Stream<Item = T> + Unpin, consumer: Consume
         }
     }
     got
+}
+
+/// The source's panic message survives a branch that was blocked on the
+/// lock while another branch's poll of the source panicked (see the helper).
+#[test]
+fn blocked_branch_lost_the_source_panic_message_while_the_poll_unwound() {
+    assert_a_branch_blocked_on_a_panicking_poll_names_the_message("fan_out", |source| {
+        let mut branches = source.fan_out(2);
+        let second = branches.pop().unwrap();
+        (branches.pop().unwrap(), second)
+    });
 }
 
 proptest! {

@@ -15,7 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod common;
 use common::{
-    LONG, assert_the_source_panic_spreads, consumer, counted, join_within, ready_now,
+    LONG, LateWake, WakeCounter, assert_a_branch_blocked_on_a_panicking_poll_names_the_message,
+    assert_the_source_panic_spreads, consumer, counted, join_within, poll_once, ready_now,
     two_thread_runtime, yield_times,
 };
 
@@ -209,6 +210,35 @@ async fn lanes_parked_on_a_pending_source_all_wake_when_it_yields_and_ends() {
     }
 }
 
+/// Regression (found with `fan_out`'s, chaos seed 1795748875737309819): a
+/// lane parked on a pending source was stranded when another lane then
+/// pulled an item of its own that had come ready without a wake-up yet (a
+/// pool batches its wake-ups) and stopped there: the source owes a wake-up
+/// only to its last poll, which had returned that item. The waiting lane's
+/// items sat in the source while its consumer waited.
+#[tokio::test]
+async fn waiting_lane_stranded_when_another_pulls_an_item_of_its_own() {
+    let keys = key_per_lane(2).await;
+    let source = LateWake::new();
+    let mut lanes = source.clone().partition_with(2, 4, |k: &u32| *k);
+    let (mut taker, mut waiter) = (lanes.remove(0), lanes.remove(0));
+    let waiter_woken = WakeCounter::new();
+    assert!(poll_once(&mut waiter, &waiter_woken).is_pending());
+    source.push(keys[0]);
+    source.push(keys[1]);
+    assert_eq!(
+        poll_once(&mut taker, &WakeCounter::new()),
+        Poll::Ready(Some(keys[0]))
+    );
+    drop(taker);
+    source.wake_if_owed(); // owes nothing: its last poll returned an item
+    assert!(waiter_woken.count() > 0, "the waiting lane was stranded");
+    assert_eq!(
+        poll_once(&mut waiter, &waiter_woken),
+        Poll::Ready(Some(keys[1]))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancel_ends_every_lane_and_drops_what_they_hold() {
     let keys = key_per_lane(2).await;
@@ -271,6 +301,17 @@ async fn secondary_lane_panic_keeps_the_source_panic_message() {
         second,
         "partition: the source panicked in another branch: item 3 is poison"
     );
+}
+
+/// The source's panic message survives a branch that was blocked on the
+/// lock while another branch's poll of the source panicked (see the helper).
+#[test]
+fn blocked_branch_lost_the_source_panic_message_while_the_poll_unwound() {
+    assert_a_branch_blocked_on_a_panicking_poll_names_the_message("partition", |source| {
+        let mut branches = source.partition_with(2, 4, |x: &u32| *x);
+        let second = branches.pop().unwrap();
+        (branches.pop().unwrap(), second)
+    });
 }
 
 proptest! {

@@ -19,10 +19,22 @@
 //!    sees the room, or it is woken.
 //! 3. **Waiting for the source**: as in `fan_out` — a branch that finds the
 //!    source pending parks in `waiting` with the epoch read when it took the
-//!    lock; whoever pulls items for others or sees the end wakes everyone.
+//!    lock; whoever pulls items for others or sees the end wakes everyone,
+//!    and a pull whose last poll of the source returned an item (it then
+//!    owes no wake-up to anyone: `fan_out`'s invariant 5) wakes `waiting`.
+//!    `broadcast` pulls for every branch, so any item wakes everyone;
+//!    `partition` says so with `Pulled::owes_no_wake_up`.
 //! 4. Cancellation: the batch is taken without the lock only while the
 //!    context's hint is down; once it is raised the lock confirms it, and a
 //!    cancelled branch drops its batch and ends.
+//! 5. **The source's panic is told before the lock is poisoned.** A refill
+//!    polls the source (and runs the user's key function or `Clone`) inside
+//!    [`Parked::poll_source`](super::Parked) *while it holds the guard*, so
+//!    the panic's message is kept before unwinding drops the guard and
+//!    poisons the lock; a branch blocked on the lock then always finds it.
+//!    (Wrapping the whole refill, which owns the guard, let the lock go
+//!    first: a branch woken by that said no message. Found by the chaos
+//!    suite.)
 //!
 //! Model-checked by `loom_tests` below (`RUSTFLAGS="--cfg loom"`).
 
@@ -195,16 +207,16 @@ impl<T, S: BatchedState<T>> BatchedBranch<T, S> {
             return Poll::Ready(Some(item));
         }
 
-        let refilled = hub.parked.poll_source(|| {
-            refill(Refill {
-                state,
-                hub,
-                slot,
-                batch: &mut self.batch,
-                cx,
-                epoch,
-                unblocked,
-            })
+        // The refill polls the source inside `Parked::poll_source`, while it
+        // holds the lock (invariant 5).
+        let refilled = refill(Refill {
+            state,
+            hub,
+            slot,
+            batch: &mut self.batch,
+            cx,
+            epoch,
+            unblocked,
         });
         match refilled {
             Refilled::Item(item) => {

@@ -26,6 +26,16 @@
 //! 4. The source's panic poisons the lock; every other branch then panics at
 //!    its next poll with the source's message (woken for it by
 //!    [`WakeOnUnwind`]).
+//! 5. **Taking an item takes the source's wake-up.** A source owes a wake-up
+//!    only to its last poll, and none once that poll returned an item. So a
+//!    branch whose poll returned an item wakes the branches parked in
+//!    `waiting` (they park under the lock it held, so it sees them): they ask
+//!    again, and one of them re-arms the source or takes the next item. A
+//!    branch that took an item and is then dropped, or not polled for a
+//!    while, holds up no branch that asked before it. (Before this, a pool's
+//!    results — ready before their batched wake-up — were taken by a branch
+//!    that was then dropped, and the branch waiting for the rest was never
+//!    woken: found by the chaos suite.)
 //!
 //! Model-checked by `loom_tests` below (`RUSTFLAGS="--cfg loom"`).
 
@@ -175,10 +185,10 @@ impl<T> Stream for Branch<T> {
             Poll::Ready(Some(item)) => {
                 drop(state);
                 // Branches that found the lock taken wait for us to let go;
-                // the source may have more ready for them.
-                if parked.blocked.any_parked() {
-                    parked.blocked.wake_all();
-                }
+                // the source may have more ready for them. Branches parked
+                // in `waiting` asked before us and got `Pending`, but this
+                // poll took the source's wake-up from them (invariant 5).
+                parked.wake_after_item();
                 coop.made_progress();
                 Poll::Ready(Some(item))
             }

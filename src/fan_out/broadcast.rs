@@ -223,7 +223,9 @@ fn refill<T: Clone>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
         hub.parked.blocked.unregister(slot);
     }
 
-    let pulled = state.pull(&hub.batched, &mut Context::from_waker(&hub.source_waker));
+    let pulled = hub
+        .parked
+        .poll_source(|| state.pull(&hub.batched, &mut Context::from_waker(&hub.source_waker)));
     state.take_batch(slot, batch, &hub.batched[slot]);
     let next = batch.pop_front();
     if next.is_none() && !pulled.ended {

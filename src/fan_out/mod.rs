@@ -94,6 +94,31 @@ impl Parked {
         })
     }
 
+    /// A branch's poll of the source returned an item: wakes the branches
+    /// parked in either set. Those in `blocked` wait for the lock to be let
+    /// go. Those in `waiting` got `Pending` from the source before, and the
+    /// source owes a wake-up only to its last poll — which returned an item,
+    /// so it owes none now: they must ask again, as the branch that took the
+    /// item may never poll again (dropped, or its consumer busy elsewhere).
+    ///
+    /// `waiting` is filled under the state lock, which the caller held for
+    /// its poll: the load sees every branch that parked before it.
+    fn wake_after_item(&self) {
+        if self.blocked.any_parked() {
+            self.blocked.wake_all();
+        }
+        self.wake_waiting();
+    }
+
+    /// Wakes the branches parked in `waiting`, if any: a poll of the source,
+    /// made under the state lock, returned an item (see
+    /// [`wake_after_item`](Self::wake_after_item)).
+    fn wake_waiting(&self) {
+        if self.waiting.any_parked() {
+            self.waiting.wake_all();
+        }
+    }
+
     fn unregister(&self, slot: usize) {
         self.waiting.unregister(slot);
         self.blocked.unregister(slot);

@@ -4,10 +4,12 @@
 // Each suite uses its own subset.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -75,6 +77,48 @@ where
     // Whichever branch's panic reaches the consumer first tells what
     // happened (every source in these suites panics with "source failed").
     assert!(message.contains("source failed"), "{message}");
+}
+
+/// A branch that waits on the lock while another polls a source that then
+/// panics says the source's message, every time. `split` builds two branches
+/// over a source whose first poll holds the lock a while (the other branch
+/// is blocked on it by then) and panics with "source failed".
+///
+/// Regression (chaos seed 1795749805605384026): `broadcast` and `partition`
+/// let the lock go — poisoning it — while the panic unwound, before the
+/// message was kept; a branch woken by that saw no message, and the panic
+/// that reached the consumer said only "the source panicked in another
+/// branch".
+pub fn assert_a_branch_blocked_on_a_panicking_poll_names_the_message<B>(
+    operator: &str,
+    split: impl Fn(futures::stream::BoxStream<'static, u32>) -> (B, B),
+) where
+    B: Stream + Unpin + Send + 'static,
+{
+    for round in 0..30 {
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+        let source = futures::stream::poll_fn(move |_| -> Poll<Option<u32>> {
+            inside_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            panic!("source failed");
+        })
+        .boxed();
+        let (mut first, mut second) = split(source);
+        let first = std::thread::spawn(move || futures::executor::block_on(first.next()).is_some());
+        inside_rx.recv().unwrap();
+        let second =
+            std::thread::spawn(move || futures::executor::block_on(second.next()).is_some());
+        assert!(first.join().is_err(), "the first branch panicked");
+        let payload = second.join().expect_err("the second branch panics too");
+        let message = payload
+            .downcast_ref::<String>()
+            .expect("a message naming the operator");
+        assert_eq!(
+            message,
+            &format!("{operator}: the source panicked in another branch: source failed"),
+            "round {round}"
+        );
+    }
 }
 
 /// A runtime of its own for each property case, with two worker threads so
@@ -162,6 +206,82 @@ pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     timeout(Duration::from_secs(600), fut)
         .await
         .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// A source whose items come ready before their wake-up does, as a pool's
+/// results do (a pool batches its wake-ups): [`push`](LateWake::push) adds an
+/// item and wakes no one; [`wake_if_owed`](LateWake::wake_if_owed) wakes the
+/// waker of the last poll if that poll returned `Pending` — the only wake-up
+/// a `Stream` owes. A poll that returns an item owes none, so a consumer that
+/// got `Pending` earlier is not woken for the items that came after it.
+pub struct LateWake<T>(Arc<Mutex<LateWakeState<T>>>);
+
+struct LateWakeState<T> {
+    items: VecDeque<T>,
+    ended: bool,
+    owed: Option<Waker>,
+}
+
+impl<T> Clone for LateWake<T> {
+    fn clone(&self) -> Self {
+        LateWake(Arc::clone(&self.0))
+    }
+}
+
+impl<T> LateWake<T> {
+    pub fn new() -> Self {
+        LateWake(Arc::new(Mutex::new(LateWakeState {
+            items: VecDeque::new(),
+            ended: false,
+            owed: None,
+        })))
+    }
+
+    /// Adds an item; wakes no one yet.
+    pub fn push(&self, item: T) {
+        self.0.lock().unwrap().items.push_back(item);
+    }
+
+    /// The late wake-up: only if the last poll returned `Pending`.
+    pub fn wake_if_owed(&self) {
+        let owed = self.0.lock().unwrap().owed.take();
+        if let Some(waker) = owed {
+            waker.wake();
+        }
+    }
+
+    /// Ends the source, waking the last poll if it returned `Pending`.
+    pub fn end(&self) {
+        self.0.lock().unwrap().ended = true;
+        self.wake_if_owed();
+    }
+}
+
+impl<T> Stream for LateWake<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(item) = state.items.pop_front() {
+            state.owed = None;
+            return Poll::Ready(Some(item));
+        }
+        if state.ended {
+            state.owed = None;
+            return Poll::Ready(None);
+        }
+        state.owed = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Polls `stream` once with a waker that counts its wake-ups.
+pub fn poll_once<S: Stream + Unpin>(
+    stream: &mut S,
+    waker: &Arc<WakeCounter>,
+) -> Poll<Option<S::Item>> {
+    let waker = Waker::from(Arc::clone(waker));
+    stream.poll_next_unpin(&mut Context::from_waker(&waker))
 }
 
 /// Counts the drops of the futures it is moved into.

@@ -38,6 +38,10 @@ pub(super) struct Pulled {
     pub(super) ended: bool,
     /// The pull limit was reached with the source still ready.
     pub(super) limited: bool,
+    /// The last poll of the source returned an item. The source owes a
+    /// wake-up only to its last poll, so it owes none now — not even to the
+    /// lanes parked in `waiting` after it returned `Pending` to them.
+    pub(super) owes_no_wake_up: bool,
 }
 
 impl<T> BatchedState<T> for State<T> {
@@ -122,8 +126,12 @@ impl<T> State<T> {
                     pulled.ended = true;
                     break;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {
+                    pulled.owes_no_wake_up = false;
+                    break;
+                }
             };
+            pulled.owes_no_wake_up = true;
             let lane = (self.route)(&item);
             if self.lanes[lane].is_none() {
                 self.skip(lane, 1);

@@ -179,11 +179,13 @@ fn refill<T>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
         return Refilled::End;
     }
 
-    let pulled = state.pull(
-        slot,
-        &hub.batched,
-        &mut Context::from_waker(&hub.source_waker),
-    );
+    let pulled = hub.parked.poll_source(|| {
+        state.pull(
+            slot,
+            &hub.batched,
+            &mut Context::from_waker(&hub.source_waker),
+        )
+    });
     state.take_batch(slot, batch, &hub.batched[slot]);
     let next = batch.pop_front();
     let end = next.is_none() && state.source.is_none() && state.held.is_none();
@@ -204,8 +206,15 @@ fn refill<T>(refill: Refill<'_, '_, T, State<T>>) -> Refilled<T> {
     drop(state);
     if pulled.for_others || pulled.ended {
         hub.source_waker.wake_by_ref();
-    } else if released {
-        hub.parked.blocked.wake_all();
+    } else {
+        if released {
+            hub.parked.blocked.wake_all();
+        }
+        if pulled.owes_no_wake_up {
+            // This pull took the source's wake-up from the lanes waiting
+            // for it: they ask again (`fan_out`'s invariant 5).
+            hub.parked.wake_waiting();
+        }
     }
     match next {
         Some(item) => Refilled::Item(item),
