@@ -126,6 +126,27 @@ async fn the_timeout_status_can_be_chosen_and_a_prompt_handler_is_untouched() {
     );
 }
 
+/// A request with a timeout whose handler waits costs no task: the layer
+/// waits on the context's deadline itself instead of asking for its token
+/// (a token arms the deadline's timer task, one spawn per request).
+#[tokio::test(start_paused = true)]
+async fn a_waiting_handler_with_a_timeout_spawns_no_task() {
+    let (seen, mut contexts) = mpsc::unbounded_channel();
+    let service = ContextLayer::new()
+        .timeout(Duration::from_secs(5))
+        .layer(reporting(seen, |_ctx| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Response::new("later".into()))
+        }));
+    let baseline = alive_tasks();
+    let mut response = pin!(service.oneshot(Request::new(())));
+    assert!(futures::poll!(response.as_mut()).is_pending());
+    let _ctx = contexts.recv().await.unwrap();
+    assert_eq!(alive_tasks(), baseline, "no task for the request's deadline");
+    let response = within("the request", response).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 /// The server drops the response future when the client goes away: the
 /// request's context is cancelled, and what the handler started stops.
 #[tokio::test(start_paused = true)]

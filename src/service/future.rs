@@ -25,13 +25,12 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::instrument::Instrumented;
 
 use super::Config;
 use super::request_id::RequestId;
 use super::tracking::Ticket;
-use crate::context::TaskContext;
+use crate::context::{CancelledOwned, TaskContext};
 
 /// A request in progress: its context, and (when the layer tracks requests
 /// for a [`Shutdown`](crate::shutdown::Shutdown)) its ticket in the
@@ -81,8 +80,10 @@ pin_project! {
         #[pin]
         state: State<F>,
         // Made only once the handler has been pending: most answer at once.
+        // The context's own wait, not its token: a token would spawn the
+        // deadline's timer task for every request with a timeout.
         #[pin]
-        stopped: Option<WaitForCancellationFutureOwned>,
+        stopped: Option<CancelledOwned>,
         exchange: Option<Exchange>,
         request_id: RequestId,
         config: Arc<Config>,
@@ -126,11 +127,11 @@ where
             );
         }
         if this.stopped.is_none() {
-            let token = match this.exchange {
-                Some(exchange) => exchange.ctx.token(),
+            let stopped = match this.exchange {
+                Some(exchange) => exchange.ctx.cancelled_owned(),
                 None => unreachable!("the exchange is taken only when the future completes"),
             };
-            this.stopped.set(Some(token.cancelled_owned()));
+            this.stopped.set(Some(stopped));
         }
         let stopped = this.stopped.as_mut().as_pin_mut();
         ready!(stopped.expect("set above").poll(cx));
