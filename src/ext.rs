@@ -600,13 +600,20 @@ pub trait ConcurrentStreamExt: Stream {
     /// assert_eq!(a.count().await + b.count().await, 4, "one burst between them");
     /// # }
     /// ```
+    ///
+    /// `limiter` may be given by reference (`&limiter`) or by value (a
+    /// clone, or the limiter itself): either way the stream holds a clone,
+    /// which shares the one limiter.
     #[cfg(feature = "rate")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate")))]
-    fn rate_limit_shared(self, limiter: &RateLimiter) -> RateLimit<Self, RateLimiter>
+    fn rate_limit_shared(
+        self,
+        limiter: impl std::borrow::Borrow<RateLimiter>,
+    ) -> RateLimit<Self, RateLimiter>
     where
         Self: Sized,
     {
-        crate::rate::rate_limit(self, limiter.clone())
+        crate::rate::rate_limit(self, limiter.borrow().clone())
     }
 
     /// Like [`rate_limit`](Self::rate_limit), charging each item `cost(&item)`

@@ -142,7 +142,11 @@ async fn a_waiting_handler_with_a_timeout_spawns_no_task() {
     let mut response = pin!(service.oneshot(Request::new(())));
     assert!(futures::poll!(response.as_mut()).is_pending());
     let _ctx = contexts.recv().await.unwrap();
-    assert_eq!(alive_tasks(), baseline, "no task for the request's deadline");
+    assert_eq!(
+        alive_tasks(),
+        baseline,
+        "no task for the request's deadline"
+    );
     let response = within("the request", response).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
