@@ -10,14 +10,21 @@
 //!   `Retry-After`), the client being its `x-api-key` or its address;
 //! * CPU-heavy work (counting primes) in a `WorkerPool`, shed with
 //!   `try_submit` when the queue is full (503 with `Retry-After`);
+//! * a pub/sub `Topic` feeding a server-sent-events endpoint: each finished
+//!   job is published (`try_publish`: a request never waits on a slow
+//!   listener); each listener is a DropOldest subscription, told how many
+//!   events it missed instead of holding up the rest; the stream ends at the
+//!   request's deadline (an SSE client reconnects) or when the drain closes
+//!   the topic;
 //! * a `Shutdown` on Ctrl-C / SIGTERM: axum stops accepting and lets the
 //!   requests in flight finish (each is a task of the shutdown, so the
-//!   report names any that outlive the grace period), the pool drains, and
-//!   the report is printed at exit.
+//!   report names any that outlive the grace period), the pool drains, the
+//!   topic closes (so event streams end), and the report is printed at exit.
 //!
 //! Run with `cargo run --example service --features tower` and try
 //!
 //! ```text
+//! curl -N localhost:3000/events &             # finished jobs, as they finish
 //! curl -i localhost:3000/hello
 //! curl -i localhost:3000/primes/2000000        # on the pool
 //! curl -i localhost:3000/sleep/8000            # 504 after 5 s
@@ -26,10 +33,8 @@
 //!
 //! then press Ctrl-C while a `/sleep/3000` is in flight (`--addr HOST:PORT`
 //! to listen elsewhere, `--after SECONDS` to shut down by itself).
-//!
-//! Follow-up: a server-sent-events endpoint fed by a pub/sub `Topic` belongs
-//! here once `Topic` has landed.
 
+use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,12 +43,15 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_conc::pool::RejectReason;
 use tokio_conc::prelude::*;
+use tokio_conc::pubsub::Received;
 use tokio_conc::service::{ContextLayer, RequestId};
 
 /// How long the requests in flight get to finish once shutdown begins.
@@ -79,6 +87,8 @@ pub struct App {
     pub limiter: KeyedRateLimiter<String>,
     /// The CPU-heavy work.
     pub pool: WorkerPool,
+    /// What the jobs finished, for `/events`.
+    pub events: Topic<String>,
 }
 
 /// The router and its state: every request in a context of its own (a
@@ -92,12 +102,21 @@ pub fn service(config: &Config, shutdown: &Shutdown) -> (Router, App) {
                 .context(shutdown.context())
                 .name("cpu"),
         ),
+        // A slow listener loses its oldest events (and is told how many);
+        // a new one gets the last few.
+        events: Topic::new(64)
+            .policy(SlowSubscriber::DropOldest)
+            .replay(4)
+            .context(shutdown.context()),
     };
-    // The pool stops taking work when the drain begins and finishes what it holds.
+    // The pool stops taking work when the drain begins and finishes what it
+    // holds; the topic closes, so every event stream ends.
     let pool = app.pool.clone();
+    let topic = app.events.clone();
     let draining = shutdown.draining();
     shutdown.spawn("cpu-pool", async move {
         draining.await;
+        topic.close();
         pool.close();
         pool.join().await;
     });
@@ -106,6 +125,7 @@ pub fn service(config: &Config, shutdown: &Shutdown) -> (Router, App) {
         .route("/hello", get(hello))
         .route("/primes/{below}", get(primes))
         .route("/sleep/{ms}", get(sleep))
+        .route("/events", get(events))
         .layer(middleware::from_fn_with_state(app.clone(), rate_limit))
         // Outermost, so that even a rejected request has an id and a context.
         .layer(
@@ -147,7 +167,14 @@ async fn primes(State(app): State<App>, Path(below): Path<u64>) -> Response {
     let ctx = TaskContext::current().expect("inside the ContextLayer");
     match app.pool.try_submit(count_primes(below, ctx)) {
         Ok(job) => match job.await {
-            Ok(Ok(count)) => format!("{count} primes below {below}\n").into_response(),
+            Ok(Ok(count)) => {
+                let id = RequestId::current().expect("inside the ContextLayer");
+                // Never waits: a DropOldest topic makes room itself.
+                let _ = app
+                    .events
+                    .try_publish(format!("request {id}: {count} primes below {below}"));
+                format!("{count} primes below {below}\n").into_response()
+            }
             Ok(Err(stopped)) => stopped_response(&stopped),
             Err(failed) => {
                 tracing::error!(%failed, "the job failed");
@@ -191,6 +218,25 @@ async fn sleep(Path(ms): Path<u64>) -> Response {
         Ok(()) => format!("slept {ms} ms\n").into_response(),
         Err(stopped) => stopped_response(&stopped),
     }
+}
+
+/// Server-sent events: every job finished from now on (and the last few
+/// before), with a `missed` event where this listener fell behind. Ends at
+/// the request's deadline (the client reconnects) or when the topic closes.
+async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let ctx = TaskContext::current().expect("inside the ContextLayer");
+    let updates = app
+        .events
+        .subscribe()
+        .with_gaps()
+        .take_until(ctx.cancelled_owned())
+        .map(|received| {
+            Ok(match received {
+                Received::Message(text) => Event::default().event("job").data(text),
+                Received::Missed(n) => Event::default().event("missed").data(n.to_string()),
+            })
+        });
+    Sse::new(updates).keep_alive(KeepAlive::default())
 }
 
 /// 429 with `Retry-After` once a client is over its quota.

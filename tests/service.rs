@@ -399,3 +399,59 @@ async fn a_request_past_its_deadline_gets_504_and_its_job_stops() {
     })
     .await;
 }
+
+/// Reads from `stream` into `seen` until it holds `wanted`.
+async fn read_until(stream: &mut TcpStream, seen: &mut String, wanted: &str) {
+    use tokio::io::AsyncReadExt;
+    within(&format!("{wanted:?} on the event stream"), async {
+        let mut buf = [0_u8; 4096];
+        while !seen.contains(wanted) {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the stream ended before {wanted:?}: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_reach_event_listeners_and_the_drain_ends_their_streams() {
+    use tokio::io::AsyncReadExt;
+    let shutdown = Shutdown::new();
+    let (addr, served, server) = serve_example(config(), &shutdown).await;
+    let mut listener = leave_open(addr, "/events").await;
+    let mut seen = String::new();
+    // The headers go out once the handler has subscribed.
+    read_until(&mut listener, &mut seen, "text/event-stream").await;
+    assert_eq!(served.app.events.subscriber_count(), 1);
+
+    let reply = get_with(addr, "/primes/1000", &[("x-request-id", "job-7")]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    read_until(
+        &mut listener,
+        &mut seen,
+        "request job-7: 168 primes below 1000",
+    )
+    .await;
+    assert!(seen.contains("event: job"), "{seen}");
+
+    // The drain closes the topic: the event stream ends, its connection
+    // closes, and the shutdown is clean.
+    shutdown.trigger();
+    within("the event stream's end", async {
+        let mut buf = [0_u8; 4096];
+        loop {
+            let n = listener.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+    assert!(seen.ends_with("0\r\n\r\n"), "the body ended: {seen:?}");
+    let report = within("the shutdown", shutdown.wait(Duration::from_secs(5))).await;
+    assert!(report.is_clean(), "{report}");
+    within("the server", server).await.unwrap();
+    assert_eq!(served.app.events.subscriber_count(), 0);
+}
