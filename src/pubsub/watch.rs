@@ -31,9 +31,8 @@ impl<T: Send + 'static> Wake for OnCancel<T> {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(why) = self.ctx.err()
-            && let Some(topic) = self.topic.upgrade()
-        {
+        // (Not a let chain: the crate's MSRV, 1.85, predates them.)
+        if let (Some(why), Some(topic)) = (self.ctx.err(), self.topic.upgrade()) {
             topic.abort(why);
         }
     }

@@ -145,9 +145,11 @@ impl<T> Deliveries<T> {
             return true;
         }
         let low = (cfg.batch / 2).max(1);
-        if self.buffer.len() < low
-            && let Some(mut conn) = self.reader.take()
-        {
+        if self.buffer.len() >= low {
+            return false;
+        }
+        // (Not a let chain: the crate's MSRV, 1.85, predates them.)
+        if let Some(mut conn) = self.reader.take() {
             let count = room.min(cfg.batch);
             let mut cmd = ::redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
@@ -267,30 +269,32 @@ impl<T> Stream for Deliveries<T> {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some((ctx, wait)) = &mut this.stop
-            && wait.as_mut().poll(cx).is_ready()
-        {
-            let why = ctx.err().unwrap_or(ContextError::Cancelled);
-            return this.finish(Error::Stopped(why));
+        if let Some((ctx, wait)) = &mut this.stop {
+            if wait.as_mut().poll(cx).is_ready() {
+                let why = ctx.err().unwrap_or(ContextError::Cancelled);
+                return this.finish(Error::Stopped(why));
+            }
         }
         loop {
             if let Some(err) = this.shared().take_failure() {
                 return this.finish(err);
             }
-            if let Some((fut, reserved)) = &mut this.claim
-                && let Poll::Ready(result) = fut.as_mut().poll(cx)
-            {
-                let reserved = *reserved;
+            let claimed = match &mut this.claim {
+                Some((fut, reserved)) => fut.as_mut().poll(cx).map(|result| (result, *reserved)),
+                None => Poll::Pending,
+            };
+            if let Poll::Ready((result, reserved)) = claimed {
                 this.claim = None;
                 match result {
                     Ok((cursor, entries)) => this.absorb_claimed(cursor, entries, reserved),
                     Err(err) => return this.finish(err),
                 }
             }
-            if let Some((fut, reserved)) = &mut this.read
-                && let Poll::Ready((conn, reply)) = fut.as_mut().poll(cx)
-            {
-                let reserved = *reserved;
+            let read = match &mut this.read {
+                Some((fut, reserved)) => fut.as_mut().poll(cx).map(|done| (done, *reserved)),
+                None => Poll::Pending,
+            };
+            if let Poll::Ready(((conn, reply), reserved)) = read {
                 this.read = None;
                 this.reader = Some(conn);
                 let cfg = &this.link.shared.cfg;
