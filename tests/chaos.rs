@@ -10,7 +10,14 @@
 //! maybe each on its own task), a `close_on(&shutdown)` on the source, and at
 //! most one fault: the context cancelled (by the consumer or by a timer), the
 //! output dropped early, a branch dropped, a panic in a user closure, an error
-//! in a `try_` stage, a stalled consumer, a shutdown trigger.
+//! in a `try_` stage, a stalled consumer, a shutdown trigger. Then, from a
+//! second stream of the same seed, maybe a `Topic` stage (a task publishes
+//! the stream into a topic with random capacity, replay and one to three
+//! subscribers of random policies, merged back with `fan_in`) and maybe a
+//! `Pipeline` stage (two named stages, random order, workers, error policy
+//! and retry), which the panic or error fault may move to. With
+//! `CHAOS_STAGES=classic` none is added: seeds reported before they existed
+//! replay the same plan.
 //!
 //! After each run:
 //! - it finished within a bound (a real-time timeout: never a hang);
@@ -19,7 +26,15 @@
 //!   otherwise (every item once per `broadcast` branch);
 //! - with a fault, no item came out more often than it should, and where the
 //!   contract says what survives (a dropped `fan_out` branch loses nothing; a
-//!   shutdown drains every item that left the source), exactly that came out;
+//!   shutdown drains every item that left the source; a skipped error loses
+//!   only its item), exactly that came out;
+//! - a topic accounts for every item it got: each subscription that ended
+//!   yielded, in publish order, every published item (Backpressure), all but
+//!   `missed()` of them (DropOldest, DropNewest), or a prefix of them, cut off
+//!   with `missed() > 0` and `EndReason::Disconnected` (Disconnect); the
+//!   publishes' counts add up to what the subscriptions received;
+//! - a pipeline's stats account for every item of every stage
+//!   (`items_in == items_out + errors + dropped`, nothing in flight);
 //! - a panic in a user closure reached the consumer, and no other did;
 //!   an injected error reached the consumer;
 //! - every spawned task ended (live tasks back to zero);
@@ -37,12 +52,15 @@ use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use tokio_conc::fan_out::Branches;
+use tokio_conc::pipeline::{PipelineStats, Stage as PipelineStage};
 use tokio_conc::prelude::*;
+use tokio_conc::pubsub::EndReason;
 
 /// How long one run may take before it counts as hung (real time: the
 /// runtime is a real multi-thread one).
@@ -199,7 +217,27 @@ enum Stage {
     TryParMap { workers: usize, ordered: bool },
     RateLimit,
     Prefetch(usize),
-    Split { split: Split, n: usize, spawn: bool },
+    Split {
+        split: Split,
+        n: usize,
+        spawn: bool,
+    },
+    /// A task publishes the stream into a topic; the first `subscribers` of
+    /// `policies` subscribe before it starts, merged with `fan_in`.
+    Topic {
+        capacity: usize,
+        replay: usize,
+        subscribers: usize,
+        policies: [SlowSubscriber; 3],
+    },
+    /// A pipeline of two stages: the user closure (with `workers`, and the
+    /// error policy and retries drawn), then a pass-through.
+    Pipeline {
+        workers: usize,
+        ordered: bool,
+        skip_errors: bool,
+        retry: bool,
+    },
 }
 
 impl Stage {
@@ -210,6 +248,8 @@ impl Stage {
                 | Stage::TryParMap { ordered: true, .. }
                 | Stage::RateLimit
                 | Stage::Prefetch(_)
+                | Stage::Topic { subscribers: 1, .. }
+                | Stage::Pipeline { ordered: true, .. }
         )
     }
 
@@ -220,6 +260,7 @@ impl Stage {
                 n,
                 ..
             } => n as u64,
+            Stage::Topic { subscribers, .. } => subscribers as u64,
             _ => 1,
         }
     }
@@ -231,7 +272,13 @@ impl Stage {
                 | Stage::ParMapUnordered { .. }
                 | Stage::ParMapKeyed { .. }
                 | Stage::TryParMap { .. }
+                | Stage::Pipeline { .. }
         )
+    }
+
+    /// Whether an error can be injected here.
+    fn can_fail(self) -> bool {
+        matches!(self, Stage::TryParMap { .. } | Stage::Pipeline { .. })
     }
 }
 
@@ -261,7 +308,7 @@ enum Fault {
         stage: usize,
         id: u64,
     },
-    /// The `try_` stage `stage` fails on item `id`.
+    /// The `try_` or pipeline stage `stage` fails on item `id`.
     Error {
         stage: usize,
         id: u64,
@@ -361,12 +408,65 @@ impl Plan {
                 after: rng.size(0, items as usize),
             },
         };
-        Plan {
+        let mut plan = Plan {
             seed,
             items,
             source,
             stages,
             fault,
+        };
+        if std::env::var("CHAOS_STAGES").as_deref() != Ok("classic") {
+            plan.add_topic_and_pipeline();
+        }
+        plan
+    }
+
+    /// Maybe a `Topic` stage and a `Pipeline` stage, drawn from a second
+    /// stream of the seed so that a plan without them is the classic one;
+    /// the panic or error fault may move to the pipeline stage.
+    fn add_topic_and_pipeline(&mut self) {
+        let mut rng = Rng(self.seed ^ 0x7091_C5B5_D1E5_0001);
+        let insert = |stages: &mut Vec<Stage>, fault: &mut Fault, stage: Stage, rng: &mut Rng| {
+            let at = rng.size(0, stages.len());
+            stages.insert(at, stage);
+            if let Fault::DropBranch { stage, .. }
+            | Fault::Panic { stage, .. }
+            | Fault::Error { stage, .. } = fault
+            {
+                if *stage >= at {
+                    *stage += 1;
+                }
+            }
+            at
+        };
+        if rng.one_in(3) {
+            let policies = [(); 3].map(|()| match rng.range(0, 3) {
+                0 => SlowSubscriber::Backpressure,
+                1 => SlowSubscriber::DropOldest,
+                2 => SlowSubscriber::DropNewest,
+                _ => SlowSubscriber::Disconnect,
+            });
+            let topic = Stage::Topic {
+                capacity: rng.size(1, 8),
+                replay: rng.size(0, 2),
+                subscribers: rng.size(1, 3),
+                policies,
+            };
+            insert(&mut self.stages, &mut self.fault, topic, &mut rng);
+        }
+        if rng.one_in(3) {
+            let pipeline = Stage::Pipeline {
+                workers: rng.size(1, 4),
+                ordered: rng.one_in(2),
+                skip_errors: rng.one_in(2),
+                retry: rng.one_in(3),
+            };
+            let at = insert(&mut self.stages, &mut self.fault, pipeline, &mut rng);
+            if let Fault::Panic { stage, .. } | Fault::Error { stage, .. } = &mut self.fault {
+                if rng.one_in(2) {
+                    *stage = at;
+                }
+            }
         }
     }
 
@@ -375,7 +475,8 @@ impl Plan {
             && self.stages.iter().all(|stage| stage.keeps_order())
     }
 
-    /// How many times each item reaches the output: once per broadcast branch.
+    /// How many times each item reaches the output at most: once per
+    /// broadcast branch and per subscriber of a topic.
     fn multiplicity(&self) -> u64 {
         self.stages.iter().map(|stage| stage.multiplies()).product()
     }
@@ -453,6 +554,33 @@ struct Env {
     errors: Arc<Mutex<Vec<String>>>,
     /// The ids that left the source (after `close_on`), in order.
     left_source: Arc<Mutex<Vec<u64>>>,
+    /// What each `Topic` stage (by index) published and delivered.
+    topics: Arc<Mutex<HashMap<usize, Arc<Mutex<TopicLog>>>>>,
+    /// The stats of each `Pipeline` stage (by index).
+    pipelines: Arc<Mutex<HashMap<usize, PipelineStats>>>,
+}
+
+/// What a `Topic` stage's publisher and subscriptions saw.
+#[derive(Debug, Default)]
+struct TopicLog {
+    /// The ids the publisher got from upstream, in order.
+    upstream: Vec<u64>,
+    /// The ids it published, in order (a prefix of `upstream`).
+    published: Vec<u64>,
+    /// The sum of what `publish` returned: subscriptions reached.
+    reached: u64,
+    /// Why the publisher stopped before upstream ended, if it did.
+    stopped: Option<&'static str>,
+    subs: Vec<SubLog>,
+}
+
+#[derive(Debug)]
+struct SubLog {
+    policy: SlowSubscriber,
+    /// The ids it yielded, in order.
+    delivered: Vec<u64>,
+    /// Set when it ended: `missed()` and `end_reason()`.
+    ended: Option<(u64, Option<EndReason>)>,
 }
 
 type Items = BoxStream<'static, Tracked>;
@@ -647,6 +775,148 @@ fn stage(s: Items, index: usize, stage: Stage, plan: &Plan, env: &Env) -> Items 
             });
             fan_in(branches).boxed()
         }
+        Stage::Topic {
+            capacity,
+            replay,
+            subscribers,
+            policies,
+        } => topic_stage(s, index, capacity, replay, &policies[..subscribers], env),
+        Stage::Pipeline {
+            workers,
+            ordered,
+            skip_errors,
+            retry,
+        } => {
+            let fail_on = match plan.fault {
+                Fault::Error { stage, id } if stage == index => Some(id),
+                _ => None,
+            };
+            let work = worker(env, panic_on);
+            let call = move |item: Tracked| {
+                let id = item.id;
+                let handed = work(item);
+                async move {
+                    let item = handed.await;
+                    if fail_on == Some(id) {
+                        Err(ChaosError::Injected(id))
+                    } else {
+                        Ok(item)
+                    }
+                }
+            };
+            let mut first = PipelineStage::new("chaos").workers(workers);
+            let mut second = PipelineStage::new("pass").workers(workers.div_ceil(2));
+            if !ordered {
+                first = first.unordered();
+                second = second.unordered();
+            }
+            if skip_errors {
+                first = first.skip_errors();
+            }
+            let pipeline = Pipeline::new(s);
+            let pipeline = if retry {
+                let retry = Retry::exponential(Duration::from_micros(20)).max_attempts(2);
+                pipeline.stage(first.retry(retry), call)
+            } else {
+                pipeline.stage(first, call)
+            };
+            let pipeline = pipeline.stage(second, |item: Tracked| async move {
+                Ok::<_, ChaosError>(item)
+            });
+            env.pipelines
+                .lock()
+                .unwrap()
+                .insert(index, pipeline.stats());
+            until_err(pipeline.boxed(), env.errors.clone())
+        }
+    }
+}
+
+/// A `Topic` stage: a task publishes `s` into a topic (bound to the run's
+/// context: it is built with it current) and closes it at the end; the
+/// subscriptions, made before it starts, are merged with `fan_in`. The
+/// publisher's panic (from upstream) is resumed once they have ended;
+/// dropping the output aborts the publisher.
+fn topic_stage(
+    s: Items,
+    index: usize,
+    capacity: usize,
+    replay: usize,
+    policies: &[SlowSubscriber],
+    env: &Env,
+) -> Items {
+    let topic: Topic<Tracked> = Topic::new(capacity).replay(replay);
+    let log = Arc::new(Mutex::new(TopicLog::default()));
+    env.topics.lock().unwrap().insert(index, log.clone());
+    let subscriptions: Vec<Items> = policies
+        .iter()
+        .map(|&policy| {
+            let mut sub = topic.subscribe_with(policy);
+            let log = log.clone();
+            let at = {
+                let mut log = log.lock().unwrap();
+                log.subs.push(SubLog {
+                    policy,
+                    delivered: Vec::new(),
+                    ended: None,
+                });
+                log.subs.len() - 1
+            };
+            futures::stream::poll_fn(move |cx| {
+                let polled = sub.poll_next_unpin(cx);
+                let mut log = log.lock().unwrap();
+                match &polled {
+                    Poll::Ready(Some(item)) => log.subs[at].delivered.push(item.id),
+                    Poll::Ready(None) => log.subs[at].ended = Some((sub.missed(), sub.end_reason())),
+                    Poll::Pending => {}
+                }
+                polled
+            })
+            .boxed()
+        })
+        .collect();
+    let publisher = tokio::spawn(async move {
+        let mut s = s;
+        while let Some(item) = s.next().await {
+            let id = item.id;
+            log.lock().unwrap().upstream.push(id);
+            match topic.publish(item).await {
+                Ok(reached) => {
+                    let mut log = log.lock().unwrap();
+                    log.published.push(id);
+                    log.reached += reached as u64;
+                }
+                Err(_) => {
+                    log.lock().unwrap().stopped = Some("the topic closed (its context ended)");
+                    return;
+                }
+            }
+            if topic.subscriber_count() == 0 {
+                log.lock().unwrap().stopped = Some("no subscriber left");
+                return;
+            }
+        }
+        // The last handle is dropped here: the topic closes.
+    });
+    let publisher = AbortOnDrop(publisher);
+    let end = futures::stream::once(async move {
+        let mut publisher = publisher;
+        if let Err(err) = (&mut publisher.0).await {
+            if err.is_panic() {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+    })
+    .filter_map(|()| futures::future::ready(None::<Tracked>));
+    fan_in(subscriptions).chain(end).boxed()
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -762,6 +1032,8 @@ fn run(plan: &Plan) -> Result<(), String> {
         panicked: Arc::default(),
         errors: Arc::default(),
         left_source: Arc::default(),
+        topics: Arc::default(),
+        pipelines: Arc::default(),
     };
     let result = runtime.block_on(async {
         let ctx = TaskContext::background();
