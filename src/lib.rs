@@ -15,7 +15,8 @@
 //! | quit channel | [`TaskContext::cancel`], dropping a stream |
 //! | `select` on data and quit | [`TaskContext::run`], `tokio::select!` on [`TaskContext::cancelled`] |
 //! | graceful shutdown: `signal.NotifyContext`, close the inputs, `wg.Wait()`, `http.Server.Shutdown` with a timeout | [`Shutdown::new().on_signals()`](shutdown::Shutdown::on_signals), [`s.close_on(&shutdown)`](ConcurrentStreamExt::close_on), [`shutdown.wait(grace)`](shutdown::Shutdown::wait) → [`ShutdownReport`](shutdown::ShutdownReport) |
-//! | `r.Context()`, `http.TimeoutHandler`, a request id middleware (feature `tower`) | `service::ContextLayer` on a tower/axum service: each request runs in a `TaskContext` of its own, cancelled when the client goes away |
+//! | a work queue shared by processes: `XREADGROUP`, `XACK`, an `XPENDING` reaper (feature `redis`) | [`RedisSource`](redis::RedisSource) → [`Deliveries`](redis::Deliveries), a `Stream` for the pool operators, acks batched, dead consumers' entries reclaimed; [`RedisSink`](redis::RedisSink) |
+//! | `r.Context()`, `http.TimeoutHandler`, a request id middleware (feature `tower`) | [`ContextLayer`](service::ContextLayer) on a tower/axum service: each request runs in a `TaskContext` of its own, cancelled when the client goes away |
 //!
 //! Everything comes in through the prelude. A request-scoped pipeline — rate
 //! limited, charged in parallel on spawned tasks, stored in order — reads:
@@ -70,8 +71,10 @@
 //!   [`Branches`](fan_out::Branches), the generators and
 //!   [`prefetch`](ConcurrentStreamExt::prefetch), the rate-limit streams,
 //!   [`RateLimiter`](rate::RateLimiter) and
-//!   [`KeyedRateLimiter`](rate::KeyedRateLimiter) — or the constructor's
-//!   argument where one is required ([`TaskGroup::new`](pool::TaskGroup::new)).
+//!   [`KeyedRateLimiter`](rate::KeyedRateLimiter),
+//!   [`Pipeline`](pipeline::Pipeline), [`Topic`](pubsub::Topic), the Redis
+//!   source — or the constructor's argument where one is required
+//!   ([`TaskGroup::new`](pool::TaskGroup::new)).
 //! * **Not given**: it is bound to [`TaskContext::current`] **at
 //!   construction** — where the operator is called or the type is built — if
 //!   there is one. So whatever is built inside [`ctx.scope(..)`](TaskContext::scope),
@@ -125,6 +128,10 @@
 //! * `rate` (on by default): the [`rate`] module and the `rate_limit*`
 //!   operators, on `governor`. Without it the crate does not depend on
 //!   `governor`.
+//! * `redis`: the [`redis`] module, Redis Streams as a source and a sink, on
+//!   the `redis` crate.
+//! * `tower`: the [`service`] module, a [`TaskContext`] per HTTP request for
+//!   tower and axum services.
 //!
 //! # Bad input
 //!
@@ -136,8 +143,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// The crate docs link to the rate limiter, which the `rate` feature gates.
-#![cfg_attr(not(feature = "rate"), allow(rustdoc::broken_intra_doc_links))]
+// The crate docs link to modules the `rate`, `redis` and `tower` features
+// gate; with every feature on (as the docs are checked) each link resolves.
+#![cfg_attr(
+    not(all(feature = "rate", feature = "redis", feature = "tower")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod context;
 pub mod fan_in;

@@ -8,11 +8,9 @@ use tokio::time::Instant;
 use tokio_conc::context::{ContextError, TaskContext};
 use tokio_util::sync::CancellationToken;
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+mod common;
+
+use common::alive_tasks;
 
 /// Lets spawned tasks (timers being aborted) finish being torn down.
 async fn settle() {

@@ -13,6 +13,10 @@ use tokio::time::timeout;
 use tokio_conc::generator::{Closed, Yielder};
 use tokio_conc::prelude::*;
 
+mod common;
+
+use common::alive_tasks;
+
 /// Sets its flag when dropped: proves a producer was dropped or finished.
 struct DropGuard(Arc<AtomicBool>);
 
@@ -20,12 +24,6 @@ impl Drop for DropGuard {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
 }
 
 /// Lets other tasks run until `done` holds (or gives up after many turns).
@@ -555,4 +553,70 @@ proptest! {
         prop_assert_eq!(&ahead, &items);
         prop_assert_eq!(&prefetched, &items);
     }
+}
+
+/// A producer that sends 0, 1, 2, … one every 10 ms until `send` fails.
+async fn tick_every_10ms(y: Yielder<u32>) -> Result<(), Closed> {
+    let mut n = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        y.send(n).await?;
+        n += 1;
+    }
+}
+
+/// Drains `s`, asserting after every item that no task beyond `allowed` above
+/// `baseline` is alive; returns how many items came and when the stream ended.
+async fn drain_counting_tasks<S>(mut s: S, baseline: usize, allowed: usize) -> (u32, Duration)
+where
+    S: futures::Stream + Unpin,
+{
+    let start = tokio::time::Instant::now();
+    let mut items = 0;
+    while timeout(Duration::from_secs(60), s.next())
+        .await
+        .expect("the deadline did not end the generator: hung")
+        .is_some()
+    {
+        items += 1;
+        assert_eq!(alive_tasks(), baseline + allowed, "after item {items}");
+    }
+    (items, start.elapsed())
+}
+
+/// A context with a deadline used to cost a timer task per context the
+/// moment a generator bound to it took its token; waiting on the context
+/// itself needs none, and the deadline still ends the stream on time.
+#[tokio::test(start_paused = true)]
+async fn a_generator_bound_to_a_deadline_spawns_no_timer_task_and_stops_at_it() {
+    let baseline = alive_tasks();
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(105));
+    let s = generate(tick_every_10ms).context(&ctx);
+    assert_eq!(alive_tasks(), baseline, "a lazy generator spawns nothing");
+    let (items, took) = drain_counting_tasks(s, baseline, 0).await;
+    assert_eq!((items, took), (10, Duration::from_millis(105)));
+    assert_eq!(ctx.err(), Some(ContextError::DeadlineExceeded));
+
+    // Inherited from the current context, the same.
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(105));
+    let s = ctx.scope(async { generate(tick_every_10ms) }).await;
+    let (items, took) = drain_counting_tasks(s, baseline, 0).await;
+    assert_eq!((items, took), (10, Duration::from_millis(105)));
+}
+
+/// The generators that run ahead keep exactly their one producer task.
+#[tokio::test(start_paused = true)]
+async fn a_generator_running_ahead_to_a_deadline_keeps_only_its_producer_task() {
+    let baseline = alive_tasks();
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(105));
+    let s = generate_ahead(2, tick_every_10ms).context(&ctx);
+    let (items, took) = drain_counting_tasks(s, baseline, 1).await;
+    assert_eq!((items, took), (10, Duration::from_millis(105)));
+
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(105));
+    let s = generate(tick_every_10ms).prefetch(2).context(&ctx);
+    let (items, took) = drain_counting_tasks(s, baseline, 1).await;
+    assert_eq!((items, took), (10, Duration::from_millis(105)));
+    settle(|| alive_tasks() == baseline).await;
+    assert_eq!(alive_tasks(), baseline, "the producers ended");
 }

@@ -2,24 +2,18 @@
 //! One test in its own binary: a scoped subscriber and tracing's global
 //! interest cache do not mix with tests running beside it.
 
+mod common;
+
 use futures::TryStreamExt;
 use tokio_conc::pipeline::BoxError;
 use tokio_conc::prelude::*;
 
 #[test]
 fn calls_log_inside_a_span_naming_their_stage() {
-    // The log goes to a file, read back at the end.
-    let path = std::env::temp_dir().join(format!("pipeline-tracing-{}.log", std::process::id()));
-    let log = std::fs::File::create(&path).unwrap();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(log)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    // A current-thread runtime: every worker runs on this thread, under the
-    // subscriber set for it.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    tracing::callsite::rebuild_interest_cache();
+    // The log goes to a file, read back at the end. A current-thread
+    // runtime: every worker runs on this thread, under the subscriber set
+    // for it.
+    let (_guard, path) = common::log_to_file("pipeline-tracing");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -44,8 +38,7 @@ fn calls_log_inside_a_span_naming_their_stage() {
         pipeline.try_collect().await.unwrap()
     });
     assert_eq!(out, [1, 3]);
-    let logs = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
+    let logs = common::read_logs(&path);
     let line = |needle: &str| {
         logs.lines()
             .find(|l| l.contains(needle))

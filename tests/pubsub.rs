@@ -661,6 +661,36 @@ async fn a_topic_made_inside_a_context_inherits_it() {
     assert!(Topic::<u8>::new(1).task_context().is_none());
 }
 
+/// Bound to a context with a deadline, a topic waits on the context itself:
+/// no timer task is spawned, and the deadline still aborts it on time.
+#[tokio::test(start_paused = true)]
+async fn a_topic_bound_to_a_deadline_spawns_no_task_and_ends_at_it() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let baseline = alive();
+    let start = tokio::time::Instant::now();
+    let ctx = TaskContext::background().with_timeout(Duration::from_secs(1));
+    let topic = Topic::new(4).context(&ctx);
+    let mut sub = topic.subscribe();
+    assert_eq!(topic.publish(1_u8).await, Ok(1));
+    assert_eq!(alive(), baseline, "binding to a deadline spawned a task");
+    assert_eq!(sub.next().await, Some(1));
+    let next = timeout(LONG, sub.next())
+        .await
+        .expect("the deadline did not end it: hung");
+    assert_eq!(next, None);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(
+        sub.end_reason(),
+        Some(EndReason::Cancelled(ContextError::DeadlineExceeded))
+    );
+    assert_eq!(topic.publish(2).await, Err(PublishError(2)));
+    assert_eq!(alive(), baseline);
+}
+
 #[tokio::test]
 async fn a_topic_made_in_a_cancelled_context_starts_aborted() {
     let ctx = TaskContext::background();

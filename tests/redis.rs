@@ -104,6 +104,46 @@ async fn pending_ids(client: &Client, key: &str, group: &str) -> BTreeSet<EntryI
         .collect()
 }
 
+/// The ids of `key` that group `g` has not read yet (after its last
+/// delivered id).
+async fn unread_ids(client: &Client, key: &str) -> BTreeSet<EntryId> {
+    let mut c = conn(client).await;
+    let groups: Vec<HashMap<String, Value>> = driver::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let last: String = driver::from_redis_value(groups[0]["last-delivered-id"].clone()).unwrap();
+    let last: EntryId = last.parse().unwrap();
+    let all = all_jobs(client, key).await;
+    all.iter().map(|e| e.0).filter(|id| *id > last).collect()
+}
+
+/// Waits until every id in `acked` is acknowledged on the server (no longer
+/// pending in group `g` of `jobs`), then checks that each of the `total`
+/// entries is in exactly one place: acknowledged, still pending (read and
+/// not acknowledged, or given back), or unread. Returns the pending ids.
+async fn every_entry_accounted_for(
+    client: &Client,
+    acked: &BTreeSet<EntryId>,
+    total: usize,
+) -> BTreeSet<EntryId> {
+    eventually("every acknowledgement flushed", || async {
+        pending_ids(client, "jobs", "g").await.is_disjoint(acked)
+    })
+    .await;
+    let pending = pending_ids(client, "jobs", "g").await;
+    let unread = unread_ids(client, "jobs").await;
+    assert!(pending.is_disjoint(&unread) && acked.is_disjoint(&unread));
+    assert_eq!(
+        acked.len() + pending.len() + unread.len(),
+        total,
+        "acknowledged + pending + unread = all added"
+    );
+    pending
+}
+
 async fn xlen(client: &Client, key: &str) -> u64 {
     let mut c = conn(client).await;
     driver::cmd("XLEN")
@@ -582,29 +622,8 @@ async fn cancelling_mid_stream_loses_nothing() {
     assert!(stopped, "a stopped source says so");
 
     let acked = acked.lock().unwrap().clone();
-    eventually("acknowledgements flushed", || async {
-        pending_ids(&client, "jobs", "g").await.is_disjoint(&acked)
-    })
-    .await;
-    let pending = pending_ids(&client, "jobs", "g").await;
-    let mut c = conn(&client).await;
-    let groups: Vec<HashMap<String, Value>> = driver::cmd("XINFO")
-        .arg("GROUPS")
-        .arg("jobs")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let last: String = driver::from_redis_value(groups[0]["last-delivered-id"].clone()).unwrap();
-    let last: EntryId = last.parse().unwrap();
-    let all = all_jobs(&client, "jobs").await;
-    let unread: BTreeSet<EntryId> = all.iter().map(|e| e.0).filter(|id| *id > last).collect();
     assert!(acked.len() >= 300);
-    assert!(pending.is_disjoint(&unread) && acked.is_disjoint(&unread));
-    let accounted = acked.len() + pending.len() + unread.len();
-    assert_eq!(
-        accounted, 1000,
-        "acknowledged + pending + unread = all added"
-    );
+    every_entry_accounted_for(&client, &acked, 1000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,6 +647,90 @@ async fn cancelling_during_a_blocking_read_is_prompt() {
         .expect("cancel did not end the blocking read");
     assert!(matches!(first, Some(Err(Error::Stopped(_)))), "{first:?}");
     assert!(source.next().await.is_none());
+}
+
+/// A deadline stops a blocking read on time, like a cancel: the source waits
+/// on the context itself (no timer task) and says why it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_ends_a_blocking_read_on_time() {
+    let server = server_or_skip!("a_deadline_ends_a_blocking_read_on_time");
+    let client = open(&server.url()).unwrap();
+    let ctx = TaskContext::background().with_timeout(Duration::from_millis(300));
+    let mut source = RedisSource::new(&client, "empty", "g", "w")
+        .block(Duration::from_secs(60))
+        .context(&ctx)
+        .connect()
+        .await
+        .unwrap();
+    let first = timeout(Duration::from_secs(5), source.next())
+        .await
+        .expect("the deadline did not end the blocking read");
+    assert!(
+        matches!(
+            first,
+            Some(Err(Error::Stopped(ContextError::DeadlineExceeded)))
+        ),
+        "{first:?}"
+    );
+    assert!(source.next().await.is_none());
+}
+
+/// Graceful shutdown of a Redis worker: `close_on` ends the source when
+/// draining begins, the pool finishes every delivery it was handed, the
+/// shutdown is clean, and every handled entry's acknowledgement reaches the
+/// server (the ack task flushes after the source and the last delivery are
+/// gone). What was read ahead stays pending for another consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_drains_the_source_and_every_ack_is_flushed() {
+    let server = server_or_skip!("a_shutdown_drains_the_source_and_every_ack_is_flushed");
+    let client = open(&server.url()).unwrap();
+    add_jobs(&client, "jobs", 1000).await;
+    let shutdown = Shutdown::new();
+    let handled: Arc<Mutex<BTreeSet<EntryId>>> = Arc::default();
+    let source = RedisSource::new(&client, "jobs", "g", "w")
+        .prefetch(64)
+        .context(shutdown.context())
+        .connect()
+        .await
+        .unwrap();
+    let h = Arc::clone(&handled);
+    let worker = shutdown.spawn(
+        "worker",
+        source
+            .close_on(&shutdown)
+            .par_map_unordered(Workers::new(8).context(shutdown.context()), move |d| {
+                let h = Arc::clone(&h);
+                async move {
+                    let d = d?;
+                    sleep(Duration::from_millis(5)).await; // in flight at the trigger
+                    h.lock().unwrap().insert(d.id());
+                    d.ack();
+                    Ok::<_, Error>(())
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    eventually("100 handled", || async {
+        handled.lock().unwrap().len() >= 100
+    })
+    .await;
+    shutdown.trigger();
+    let report = within("the shutdown", shutdown.wait(Duration::from_secs(10))).await;
+    assert!(report.is_clean(), "{report}");
+    let results = worker.await.unwrap();
+    assert!(
+        results.iter().all(Result::is_ok),
+        "a drain is not a stop: {results:?}"
+    );
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(
+        results.len(),
+        handled.len(),
+        "every delivery handed out was handled"
+    );
+    assert!(handled.len() < 1000, "the shutdown came mid-stream");
+    let pending = every_entry_accounted_for(&client, &handled, 1000).await;
+    assert!(pending.len() <= 64, "at most a prefetch window read ahead");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -963,8 +1066,8 @@ async fn work_merged(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_context_the_source_takes_the_current_one() {
-    let server = server_or_skip!("without_a_context_the_source_takes_the_current_one");
+async fn without_a_context_the_source_and_the_sink_take_the_current_one() {
+    let server = server_or_skip!("without_a_context_the_source_and_the_sink_take_the_current_one");
     let client = open(&server.url()).unwrap();
     let ctx = TaskContext::background();
     let mut source = ctx
@@ -975,6 +1078,18 @@ async fn without_a_context_the_source_takes_the_current_one() {
     let first = within("the stopped source", source.next()).await;
     assert!(matches!(first, Some(Err(Error::Stopped(_)))), "{first:?}");
     assert!(source.is_terminated());
+
+    // The sink takes the context current where it writes.
+    let sink = RedisSink::new(&client, "out");
+    let items = futures::stream::iter([[("a", 1)]]);
+    let err = within("the stopped sink", ctx.scope(sink.write_all(items)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Stopped(ContextError::Cancelled)),
+        "{err:?}"
+    );
+    assert_eq!(xlen(&client, "out").await, 0);
 }
 
 #[test]

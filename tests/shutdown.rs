@@ -12,6 +12,7 @@ use futures::StreamExt;
 use tokio::time::{Instant, sleep};
 use tokio_conc::fan_out::Branches;
 use tokio_conc::prelude::*;
+use tokio_conc::pubsub::{EndReason, Subscription};
 
 mod common;
 
@@ -576,4 +577,94 @@ async fn close_on_wakes_a_waiting_consumer() {
     shutdown.trigger();
     assert_eq!(within("the consumer", consumer).await.unwrap(), [7]);
     drop(tx);
+}
+
+/// A subscriber that reads slowly (10 ms a message) until its subscription
+/// ends: what it got, and why it ended.
+async fn slow_reader(mut sub: Subscription<u32>) -> (Vec<u32>, Option<EndReason>) {
+    let mut got = Vec::new();
+    while let Some(msg) = sub.next().await {
+        got.push(msg);
+        sleep(Duration::from_millis(10)).await;
+    }
+    (got, sub.end_reason())
+}
+
+/// Pub/sub under a shutdown: a tracked task closes the topic when draining
+/// begins, the publisher stops at the close, every subscriber drains what was
+/// published before it, and nothing is left for the abort phase.
+#[tokio::test(start_paused = true)]
+async fn a_topic_closed_on_draining_is_drained_by_every_subscriber() {
+    let baseline = alive_tasks();
+    let shutdown = Shutdown::new();
+    let topic = Topic::new(4).context(shutdown.context());
+    let readers: Vec<_> = (0..2)
+        .map(|i| shutdown.spawn(format!("reader-{i}"), slow_reader(topic.subscribe())))
+        .collect();
+    let publisher = shutdown.spawn("publisher", {
+        let topic = topic.clone();
+        async move {
+            let mut published = 0;
+            while topic.publish(published).await.is_ok() {
+                published += 1;
+                sleep(Duration::from_millis(5)).await;
+            }
+            published
+        }
+    });
+    let draining = shutdown.draining();
+    shutdown.spawn("closer", async move {
+        draining.await;
+        topic.close();
+    });
+    sleep(Duration::from_millis(200)).await;
+    shutdown.trigger();
+    let report = within("wait", shutdown.wait(Duration::from_secs(10))).await;
+    assert!(report.is_clean(), "{report}");
+    assert!(
+        report.drain_time() <= Duration::from_millis(60),
+        "a reader holds at most 4 messages: {report}"
+    );
+    let published = publisher.await.unwrap();
+    assert!(
+        published >= 15,
+        "it published before the trigger ({published})"
+    );
+    for reader in readers {
+        let (got, why) = reader.await.unwrap();
+        assert_eq!(got, (0..published).collect::<Vec<_>>(), "nothing lost");
+        assert_eq!(why, Some(EndReason::Closed));
+    }
+    until("every task is gone", || alive_tasks() == baseline).await;
+}
+
+/// A topic nobody closes keeps its subscribers waiting through the drain; the
+/// abort phase (the shutdown's context) aborts it: they end, say why, and are
+/// named in the report as having outlived the drain.
+#[tokio::test(start_paused = true)]
+async fn the_abort_phase_aborts_a_topic_still_open() {
+    let baseline = alive_tasks();
+    let shutdown = Shutdown::new();
+    let topic = Topic::new(4).context(shutdown.context());
+    let reader = shutdown.spawn("reader", slow_reader(topic.subscribe()));
+    for msg in 0..3 {
+        assert_eq!(topic.publish(msg).await, Ok(1));
+    }
+    sleep(Duration::from_millis(100)).await;
+    let triggered = Instant::now();
+    shutdown.trigger();
+    let report = within("wait", shutdown.wait(Duration::from_secs(2))).await;
+    assert_eq!(report.aborted(), ["reader"], "{report}");
+    assert_eq!(Instant::now() - triggered, Duration::from_secs(2));
+    // It reacted to the abort on its own, in the moment the abort phase gives.
+    let (got, why) = reader.await.expect("the reader ended on the abort");
+    assert_eq!(got, [0, 1, 2], "read before the trigger");
+    assert_eq!(
+        why,
+        Some(EndReason::Cancelled(ContextError::Cancelled)),
+        "the abort, not a close"
+    );
+    assert!(topic.is_closed());
+    assert!(topic.publish(3).await.is_err());
+    until("every task is gone", || alive_tasks() == baseline).await;
 }

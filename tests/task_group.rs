@@ -12,33 +12,9 @@ use tokio::time::sleep;
 use tokio_conc::pool::GroupStopped;
 use tokio_conc::prelude::*;
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+mod common;
 
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let wait = async {
-        while !done() {
-            sleep(Duration::from_millis(1)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .is_err()
-    {
-        panic!("timed out waiting until {what}");
-    }
-}
-
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
+use common::{DropCount, alive_tasks, until};
 
 #[tokio::test(start_paused = true)]
 async fn the_first_error_in_time_wins_and_cancels_the_others() {

@@ -15,35 +15,9 @@ use tokio::sync::Semaphore;
 use tokio_conc::pool::{PoolStats, RejectReason};
 use tokio_conc::prelude::*;
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+mod common;
 
-/// Lets the runtime run until `done` holds; fails instead of hanging.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .is_err()
-    {
-        panic!("timed out waiting until {what}");
-    }
-}
-
-/// Awaits `fut`, or fails naming what hung: a regression must fail the
-/// suite, not hang it. Under paused time the limit is simulated, so it only
-/// trips once nothing else can happen.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(600), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
+use common::{DropCount, alive_tasks, until, within};
 
 /// Lets every ready task run a few times, without moving the clock.
 async fn settle() {
@@ -59,15 +33,6 @@ fn gate() -> Arc<Semaphore> {
 
 async fn pass(gate: &Semaphore) {
     gate.acquire().await.expect("gate never closes").forget();
-}
-
-/// Counts the drops of the futures it is moved into.
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
 }
 
 fn accounted(stats: PoolStats) -> u64 {
@@ -261,6 +226,98 @@ async fn submit_waits_for_room_and_only_then_queues() {
     within("the first job", first).await.unwrap();
     within("the second job", second).await.unwrap();
     assert_eq!(pool.stats().rejected, 0);
+}
+
+/// A submitter waiting for room waits for the next queued job to start, not
+/// for a chunk of them: places freed by jobs that then wait (here 1 s
+/// sleeps) go back before the job waits. Given back a quarter of the buffer
+/// at a time, the submitter below waited 2 s, a place having been free since
+/// 1 s.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_submit_is_accepted_when_the_next_queued_job_starts() {
+    let pool = WorkerPool::new(Workers::new(2).buffer(16));
+    let started = Arc::new(AtomicUsize::new(0));
+    let sleeper = |started: &Arc<AtomicUsize>| {
+        let started = started.clone();
+        async move {
+            started.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    for _ in 0..2 {
+        let _running = pool.submit(sleeper(&started)).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(started.load(SeqCst), 2, "both workers busy");
+    for _ in 0..16 {
+        let _queued = pool.submit(sleeper(&started)).await.unwrap();
+    }
+    assert_eq!(pool.stats().waiting, 16, "the queue is full");
+    let t0 = tokio::time::Instant::now();
+    let waiting = {
+        let (pool, started) = (pool.clone(), started.clone());
+        tokio::spawn(async move {
+            let _accepted = pool.submit(async {}).await.unwrap();
+            (tokio::time::Instant::now(), started.load(SeqCst))
+        })
+    };
+    let (accepted, started_then) = within("the waiting submit", waiting).await.unwrap();
+    assert_eq!(accepted - t0, Duration::from_secs(1));
+    assert!(started_then <= 4, "{started_then} jobs had started");
+    pool.abort();
+}
+
+/// The same for jobs that never return `Pending` (CPU-bound, or blocking
+/// code): a worker whose jobs run long gives its place back as it takes the
+/// next job. Each job here holds its thread 100 ms; given back four places at
+/// a time, the waiting submit got in only once the fifth or sixth job had
+/// started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_submit_is_not_held_up_by_a_chunk_of_long_blocking_jobs() {
+    let pool = WorkerPool::new(Workers::new(2).buffer(16));
+    let started = Arc::new(AtomicUsize::new(0));
+    // The first two jobs also wait (blocking their threads) for the test.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Arc::new(std::sync::Mutex::new(gate));
+    let blocker = |started: &Arc<AtomicUsize>, gated: bool| {
+        let (started, gate) = (started.clone(), gate.clone());
+        async move {
+            started.fetch_add(1, SeqCst);
+            if gated {
+                gate.lock().unwrap().recv().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for _ in 0..2 {
+        let _running = pool.submit(blocker(&started, true)).await.unwrap();
+    }
+    // Both runtime threads are blocked from here on, so nothing drives the
+    // runtime's timers: wait on this (the test's own) thread.
+    for tries in 0.. {
+        if started.load(SeqCst) == 2 {
+            break;
+        }
+        assert!(tries < 10_000, "the first two jobs never started: hung");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for _ in 0..16 {
+        let _queued = within("a submit with room", pool.submit(blocker(&started, false)))
+            .await
+            .unwrap();
+    }
+    let mut waiting = std::pin::pin!(pool.submit(async {}));
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "the queue is full"
+    );
+    for _ in 0..2 {
+        open.send(()).unwrap();
+    }
+    let _accepted = within("the waiting submit", waiting).await.unwrap();
+    let started_then = started.load(SeqCst);
+    assert!(started_then <= 4, "{started_then} jobs had started");
+    pool.abort();
 }
 
 #[tokio::test(start_paused = true)]

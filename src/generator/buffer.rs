@@ -16,9 +16,8 @@ use std::task::{Context, Poll, ready};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::context::{ContextError, TaskContext};
+use crate::context::{CancelledOwned, ContextError, TaskContext};
 
 /// The context a task running ahead is bound to. The task starts before the
 /// consumer can call `.context(&ctx)`, so the binding can change while it
@@ -79,15 +78,14 @@ pub(super) struct Buffer<T> {
     link: Arc<Link>,
     /// What `link` holds, for [`task_context`](Self::task_context).
     context: Option<TaskContext>,
-    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Ready when `context` stops; spawns nothing, a deadline included.
+    cancelled: Option<Pin<Box<CancelledOwned>>>,
 }
 
 impl<T> Buffer<T> {
     pub(super) fn new(rx: mpsc::Receiver<T>, task: JoinHandle<()>, link: Arc<Link>) -> Self {
         let context = link.lock().clone();
-        let cancelled = context
-            .as_ref()
-            .map(|ctx| Box::pin(ctx.token().cancelled_owned()));
+        let cancelled = context.as_ref().map(|ctx| Box::pin(ctx.cancelled_owned()));
         Buffer {
             rx,
             task: Some(task),
@@ -100,7 +98,7 @@ impl<T> Buffer<T> {
     /// Binds both ends to `ctx`, replacing the context bound before.
     pub(super) fn bind(&mut self, ctx: &TaskContext) {
         self.link.set(ctx);
-        self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
+        self.cancelled = Some(Box::pin(ctx.cancelled_owned()));
         self.context = Some(ctx.clone());
     }
 

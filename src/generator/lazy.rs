@@ -9,11 +9,10 @@ use std::task::{Context, Poll, ready};
 
 use futures::Stream;
 use futures::stream::FusedStream;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::rendezvous::Rendezvous;
 use super::{Closed, Sink, Yielder};
-use crate::context::{ContextError, TaskContext};
+use crate::context::{CancelledOwned, ContextError, TaskContext};
 
 /// What one poll of a lazy generator produced.
 pub(super) enum Step<T, O> {
@@ -33,7 +32,8 @@ pub(super) struct Lazy<T, Fut> {
     producer: Option<Pin<Box<Fut>>>,
     /// The bound context (also in `slot`, for the yielder's sends).
     context: Option<TaskContext>,
-    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Ready when `context` stops; spawns nothing, a deadline included.
+    cancelled: Option<Pin<Box<CancelledOwned>>>,
     slot: Arc<Rendezvous<T>>,
 }
 
@@ -59,7 +59,7 @@ impl<T, Fut> Lazy<T, Fut> {
     /// at construction, or an earlier `.context`).
     pub(super) fn attach(&mut self, ctx: &TaskContext) {
         self.slot.set_context(ctx);
-        self.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
+        self.cancelled = Some(Box::pin(ctx.cancelled_owned()));
         self.context = Some(ctx.clone());
     }
 }

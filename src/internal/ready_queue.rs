@@ -56,7 +56,7 @@ impl Wake for Entry {
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
         if self.word.fetch_or(self.bit, Ordering::AcqRel) & self.bit == 0 {
-            self.shared.any_woken.store(true, Ordering::Release);
+            self.shared.any_woken.swap(true, Ordering::AcqRel);
             self.shared.owner.wake();
         }
     }

@@ -79,6 +79,16 @@ pub(crate) mod model {
     /// preemptions explored per execution — bugs need few — and the other
     /// `LOOM_*` variables work as loom documents them.
     pub(crate) fn builder() -> loom::model::Builder {
+        // `loom::model` installs a log subscriber for `LOOM_LOG`; a builder
+        // does not, so this does (once per test binary).
+        if std::env::var_os("LOOM_LOG").is_some() {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_env("LOOM_LOG"))
+                .with_test_writer()
+                .without_time()
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        }
         let mut builder = loom::model::Builder::new();
         if builder.preemption_bound.is_none() {
             builder.preemption_bound = Some(3);

@@ -63,12 +63,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
-use tokio_util::sync::WaitForCancellationFutureOwned;
-
 use super::SlowSubscriber;
 use super::error::EndReason;
 use super::slab::Slab;
-use crate::context::ContextError;
+use crate::context::{CancelledOwned, ContextError};
 
 /// Keeps a hot atomic on a cache line of its own.
 #[derive(Debug, Default)]
@@ -104,8 +102,8 @@ pub(super) struct Shared<T> {
     pub(super) replay: AtomicUsize,
     /// Clones of the `Topic` handle; the last one to go closes the topic.
     pub(super) handles: AtomicUsize,
-    /// The registration with the context's token, if any (see `watch.rs`).
-    pub(super) watch: Mutex<Option<Pin<Box<WaitForCancellationFutureOwned>>>>,
+    /// The registration with the context, if any (see `watch.rs`).
+    pub(super) watch: Mutex<Option<Pin<Box<CancelledOwned>>>>,
 }
 
 pub(super) struct RingEntry {

@@ -71,7 +71,7 @@ impl<T: Clone + Send + 'static> Topic<T> {
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "`capacity` must be at least 1, got 0");
         let shared = Arc::new(Shared::new(capacity));
-        let context = TaskContext::current();
+        let context = crate::internal::ambient_context(None);
         if let Some(ctx) = &context {
             watch(&shared, ctx);
         }

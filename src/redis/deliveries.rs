@@ -30,13 +30,12 @@ use futures::Stream;
 use futures::future::BoxFuture;
 use futures::stream::FusedStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::delivery::{Ack, Delivery};
 use super::entry::{self, Fields, RawEntry};
 use super::error::Error;
 use super::shared::{AckLink, AckMsg, Shared};
-use crate::context::{ContextError, TaskContext};
+use crate::context::{CancelledOwned, ContextError, TaskContext};
 
 /// Turns raw fields into the caller's type, or says why not.
 pub(crate) type Decoder<T> = Arc<dyn Fn(Fields) -> Result<T, String> + Send + Sync>;
@@ -89,7 +88,7 @@ pub struct Deliveries<T> {
     claim_due: bool,
     cursor: String,
     buffer: VecDeque<RawEntry>,
-    stop: Option<(TaskContext, Pin<Box<WaitForCancellationFutureOwned>>)>,
+    stop: Option<(TaskContext, Pin<Box<CancelledOwned>>)>,
     starved: bool,
     done: bool,
 }
@@ -112,7 +111,7 @@ impl<T> Deliveries<T> {
             cursor: "0-0".to_owned(),
             buffer: VecDeque::new(),
             stop: ctx.map(|ctx| {
-                let wait = Box::pin(ctx.token().cancelled_owned());
+                let wait = Box::pin(ctx.cancelled_owned());
                 (ctx, wait)
             }),
             starved: false,

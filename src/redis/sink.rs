@@ -112,7 +112,7 @@ impl RedisSink {
         K: ToRedisArgs,
         V: ToRedisArgs,
     {
-        let ctx = self.context.clone().or_else(TaskContext::current);
+        let ctx = crate::internal::ambient_context(self.context.as_ref());
         let writing = self.write(items);
         match ctx {
             Some(ctx) => ctx.run(writing).await.map_err(Error::Stopped)?,

@@ -248,7 +248,7 @@ impl<T> RedisSource<T> {
     /// other than a stream, and [`Error::Stopped`] when the context stops
     /// first. Needs a Tokio runtime (it spawns the ack task).
     pub async fn connect(self) -> Result<Deliveries<T>, Error> {
-        let ctx = self.context.clone().or_else(TaskContext::current);
+        let ctx = crate::internal::ambient_context(self.context.as_ref());
         let server = server_name(&self.client);
         let opening = self.open(&server);
         let (conn, reader) = match &ctx {

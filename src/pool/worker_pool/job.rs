@@ -97,11 +97,22 @@ pub(super) struct Started<'a> {
 }
 
 impl Started<'_> {
-    /// Runs the job to its end.
-    pub(super) async fn run(mut self) {
-        let tally = self.tally;
+    /// Runs the job to its end. With `give_back_if_pending`, the first time
+    /// the job waits (returns `Pending`), the places the pool's workers have
+    /// counted go back to the submitters first (see `shared.rs`, "Places come
+    /// back in chunks").
+    pub(super) async fn run(mut self, mut give_back_if_pending: bool) {
+        let (tally, shared) = (self.tally, self.shared);
         let work = &mut self.job.work;
-        std::future::poll_fn(|cx| work.as_mut().poll_run(cx, tally)).await;
+        std::future::poll_fn(|cx| {
+            let poll = work.as_mut().poll_run(cx, tally);
+            if poll.is_pending() && give_back_if_pending {
+                give_back_if_pending = false;
+                shared.give_back_freed_places();
+            }
+            poll
+        })
+        .await;
         self.ended = true;
     }
 }

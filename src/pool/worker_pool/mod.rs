@@ -167,13 +167,17 @@ impl WorkerPool {
     /// either. A refused job comes back in [`Rejected`]. Cancel-safe:
     /// dropping the returned future before it completes queues nothing.
     ///
-    /// Room is given back in chunks: a submitter waiting for room is let in
-    /// once a quarter of the buffer (at most 64 places) has freed, or as soon
-    /// as the queue runs dry, not after every job that starts — on quick jobs
-    /// a wake-up per job would cost more than the job. Workers are not kept
-    /// waiting for it (the queue still holds the jobs ahead), and
-    /// [`try_submit`](Self::try_submit) sees every freed place at once.
-    /// Buffers of up to 7 places are given back place by place.
+    /// Room for quick jobs is given back in chunks: a submitter waiting for
+    /// room is let in once a quarter of the buffer (at most 64 places) has
+    /// freed, or as soon as the queue runs dry, not after every job that
+    /// starts — on quick jobs a wake-up per job would cost more than the job.
+    /// Slow jobs never hold it up: a place freed by a job that then waits
+    /// (returns `Pending`), or by a worker whose jobs take 50 µs or more
+    /// each, is given back at once, so the submitter waits only for the next
+    /// job to start. Workers are not kept waiting for it (the queue still
+    /// holds the jobs ahead), and [`try_submit`](Self::try_submit) sees every
+    /// freed place at once. Buffers of up to 7 places are given back place by
+    /// place.
     ///
     /// A job that submits to its own pool and waits for room can deadlock once
     /// every worker does the same, as in Go; use [`try_submit`](Self::try_submit)

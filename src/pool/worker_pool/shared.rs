@@ -24,14 +24,27 @@
 //!   threads idle. Yielding once lets the woken task run and puts this worker
 //!   where an idle thread can steal it. Submitters are not workers and never
 //!   step aside.
-//! * **Places come back in chunks.** `seats` holds one permit per free place.
-//!   A submitter takes one and forgets it; a worker taking a job counts its
-//!   place in `freed`, and gives the counted places back to `seats` at once
-//!   when they reach a chunk of the buffer, or when the queue runs dry while
-//!   a submitter waits. A submitter that finds no permit gives the counted
-//!   places back itself before it waits or refuses (`try_submit`), so no
-//!   place is ever held by nobody. So a submitter waiting for room is woken
-//!   once per chunk, not once per job.
+//! * **Places come back in chunks — of quick jobs.** `seats` holds one permit
+//!   per free place. A submitter takes one and forgets it; a worker taking a
+//!   job counts its place in `freed`, and gives the counted places back to
+//!   `seats` at once when they reach a chunk of the buffer, or, while a
+//!   submitter waits, when the queue runs dry or this worker's jobs are slow
+//!   (below). A submitter that finds no permit gives the counted places back
+//!   itself before it waits or refuses (`try_submit`), so no place is ever
+//!   held by nobody. So a submitter waiting for room is woken once per chunk
+//!   of quick jobs, not once per job.
+//! * **Counted places never wait on a slow job.** While a submitter waits,
+//!   a place a worker counted and kept is given back (with every other
+//!   counted place) before that worker lets its thread go: when the job it
+//!   took returns `Pending` on a poll for the first time (the job waits on
+//!   I/O or a timer, for as long as it likes). And a worker whose recent
+//!   jobs each ran [`SLOW_JOB`] or longer (CPU-bound ones that never return
+//!   `Pending`) gives its place back as it takes a job, not after the job.
+//!   How long jobs run is sampled, not timed: a worker reads the clock after
+//!   1, 2, 4, … up to [`MAX_SAMPLE_GAP`] jobs, and after every job once
+//!   they are slow ([`Pace`]), so quick jobs pay for a clock read once in
+//!   many jobs. A submitter waiting for room thus waits for the next job to
+//!   start, not for a chunk of slow jobs to start.
 //!
 //! Stopping costs nothing per job: one watcher task waits for the pool's
 //! context and then aborts the workers, instead of every job racing the
@@ -42,6 +55,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use tokio::runtime::Handle;
@@ -65,6 +79,16 @@ const JOBS_PER_SEARCHING_WORKER: usize = 16;
 
 /// The most places a worker counts before giving them back to submitters.
 const MAX_FREED_CHUNK: usize = 64;
+
+/// A job this long or longer is slow: giving its place back to a waiting
+/// submitter at once (a wake-up, a few hundred nanoseconds) costs it almost
+/// nothing, and holding the place for a chunk of such jobs costs the
+/// submitter a chunk's worth of them.
+const SLOW_JOB: Duration = Duration::from_micros(50);
+
+/// The most jobs a worker runs between two reads of the clock while its jobs
+/// are quick (see [`Pace`]).
+const MAX_SAMPLE_GAP: u32 = 16;
 
 pub(super) struct Shared {
     pub(super) ctx: TaskContext,
@@ -127,6 +151,73 @@ struct Wake {
 impl Wake {
     fn wakes_anybody(&self) -> bool {
         self.worker.is_some() || (self.places > 0 && self.submitter_waits)
+    }
+
+    /// A submitter waits and the places counted stay counted: they must go
+    /// back before the job lets the thread go.
+    fn holds_places(&self) -> bool {
+        self.submitter_waits && self.places == 0
+    }
+}
+
+/// How long one worker's jobs run, sampled: the clock is read when a run of
+/// jobs starts (the worker's first, or the first after it parked) and then
+/// every 1, 2, 4, … up to [`MAX_SAMPLE_GAP`] jobs while they are quick, after
+/// every job once they are slow. The time between two reads, over the jobs
+/// run between them, is the jobs' pace (the worker's own few steps between
+/// jobs included).
+struct Pace {
+    /// The last read of the clock; `None` while no job has run since the
+    /// worker started or last parked.
+    since: Option<Instant>,
+    /// Jobs ended since `since`.
+    jobs: u32,
+    /// Jobs to end before the next read.
+    every: u32,
+    /// The last sample found the jobs slow ([`SLOW_JOB`] or longer each).
+    slow: bool,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace {
+            since: None,
+            jobs: 0,
+            every: 1,
+            slow: false,
+        }
+    }
+
+    fn job_starts(&mut self) {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            self.jobs = 0;
+        }
+    }
+
+    fn job_ended(&mut self) {
+        self.jobs += 1;
+        if self.jobs < self.every {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(since) = self.since.replace(now) {
+            self.slow = now.saturating_duration_since(since) >= SLOW_JOB * self.jobs;
+        }
+        self.every = if self.slow {
+            1
+        } else {
+            (self.every * 2).min(MAX_SAMPLE_GAP)
+        };
+        self.jobs = 0;
+    }
+
+    /// Idle time is no job's: the next run of jobs is timed from its first
+    /// job. The sampling gap is kept, so a worker that parks often (quick
+    /// jobs that drain the queue) reads the clock once per wake-up, not
+    /// after 1, 2, 4, … jobs each time.
+    fn parks(&mut self) {
+        self.since = None;
     }
 }
 
@@ -229,7 +320,7 @@ impl Shared {
     }
 
     /// Gives the places workers counted back to `seats`; returns how many.
-    fn give_back_freed_places(&self) -> usize {
+    pub(super) fn give_back_freed_places(&self) -> usize {
         let places = std::mem::take(&mut self.queue().freed);
         self.seats.add_permits(places);
         places
@@ -418,8 +509,9 @@ impl Shared {
     }
 
     /// Under one lock: stops searching (if this worker was), then takes the
-    /// next job, parks or leaves.
-    fn next(&self, searching: bool, parker: &Arc<Parker>) -> Next {
+    /// next job, parks or leaves. `slow`: this worker's jobs are slow
+    /// ([`Pace`]), so a waiting submitter gets its place at once.
+    fn next(&self, searching: bool, slow: bool, parker: &Arc<Parker>) -> Next {
         let mut queue = self.queue();
         if searching {
             queue.searching -= 1;
@@ -445,7 +537,9 @@ impl Shared {
         }
         queue.freed += 1;
         wake.submitter_waits = queue.waiting_submitters > 0;
-        if queue.freed >= self.freed_chunk || (wake.submitter_waits && queue.jobs.is_empty()) {
+        if queue.freed >= self.freed_chunk
+            || (wake.submitter_waits && (queue.jobs.is_empty() || slow))
+        {
             wake.places = std::mem::take(&mut queue.freed);
         }
         Next::Run(job, wake)
@@ -454,13 +548,15 @@ impl Shared {
     async fn work(self: Arc<Self>, gone: WorkerGone) {
         let tally = &gone.tally;
         let parker = Arc::new(Parker::default());
+        let mut pace = Pace::new();
         // Counted as searching by `resize`, which spawned it.
         let mut searching = true;
         loop {
-            let (job, wake) = match self.next(searching, &parker) {
+            let (job, wake) = match self.next(searching, pace.slow, &parker) {
                 Next::Run(job, wake) => (job, wake),
                 Next::Leave => return,
                 Next::Park => {
+                    pace.parks();
                     parker.park().await;
                     // Counted as searching by whoever unparked it.
                     searching = true;
@@ -469,6 +565,7 @@ impl Shared {
             };
             searching = false;
             let job = job.start(&self, tally);
+            let holds_places = wake.holds_places();
             let stepping_aside = wake.wakes_anybody();
             if let Some(worker) = wake.worker {
                 worker.unpark();
@@ -481,7 +578,9 @@ impl Shared {
                 // the module docs).
                 let_the_lifo_slot_run().await;
             }
-            job.run().await;
+            pace.job_starts();
+            job.run(holds_places).await;
+            pace.job_ended();
             // A worker with a long queue of quick jobs would otherwise never
             // give its thread back.
             tokio::task::coop::consume_budget().await;
