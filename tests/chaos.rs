@@ -211,10 +211,21 @@ enum Split {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Stage {
-    ParMap { workers: usize, buffer: usize },
-    ParMapUnordered { workers: usize },
-    ParMapKeyed { workers: usize, keys: u64 },
-    TryParMap { workers: usize, ordered: bool },
+    ParMap {
+        workers: usize,
+        buffer: usize,
+    },
+    ParMapUnordered {
+        workers: usize,
+    },
+    ParMapKeyed {
+        workers: usize,
+        keys: u64,
+    },
+    TryParMap {
+        workers: usize,
+        ordered: bool,
+    },
     RateLimit,
     Prefetch(usize),
     Split {
@@ -384,7 +395,7 @@ impl Plan {
                 let stage = stage_where(
                     &mut rng,
                     &mut stages,
-                    |s| matches!(s, Stage::TryParMap { .. }),
+                    |s| s.can_fail(),
                     |rng| Stage::TryParMap {
                         workers: rng.size(1, 4),
                         ordered: rng.one_in(2),
@@ -446,9 +457,11 @@ impl Plan {
                 2 => SlowSubscriber::DropNewest,
                 _ => SlowSubscriber::Disconnect,
             });
+            let capacity = rng.size(1, 8);
             let topic = Stage::Topic {
-                capacity: rng.size(1, 8),
-                replay: rng.size(0, 2),
+                capacity,
+                // At most the capacity (the topic panics otherwise).
+                replay: rng.size(0, 2.min(capacity)),
                 subscribers: rng.size(1, 3),
                 policies,
             };
@@ -473,6 +486,15 @@ impl Plan {
     fn keeps_order(&self) -> bool {
         !matches!(self.source, Source::FanIn(n) if n > 1)
             && self.stages.iter().all(|stage| stage.keeps_order())
+    }
+
+    /// Whether a topic before stage `stage` may lose items: one of its
+    /// subscriptions has a policy other than Backpressure.
+    fn may_lose_before(&self, stage: usize) -> bool {
+        self.stages[..stage].iter().any(|st| {
+            matches!(st, Stage::Topic { subscribers, policies, .. }
+                if policies[..*subscribers].iter().any(|&p| p != SlowSubscriber::Backpressure))
+        })
     }
 
     /// How many times each item reaches the output at most: once per
@@ -552,6 +574,9 @@ struct Env {
     panicked: Arc<AtomicBool>,
     /// What the `try_` stages ended with.
     errors: Arc<Mutex<Vec<String>>>,
+    /// How many calls returned the injected error (a retried item counts
+    /// once per attempt).
+    injected: Arc<AtomicU64>,
     /// The ids that left the source (after `close_on`), in order.
     left_source: Arc<Mutex<Vec<u64>>>,
     /// What each `Topic` stage (by index) published and delivered.
@@ -663,6 +688,40 @@ fn worker(
     }
 }
 
+/// The user closure of a `try_` or pipeline stage: [`worker`], then the
+/// injected error on the planned item (counted in `env.injected`).
+fn fallible_worker(
+    env: &Env,
+    plan: &Plan,
+    index: usize,
+    panic_on: Option<u64>,
+) -> impl Fn(Tracked) -> futures::future::BoxFuture<'static, Result<Tracked, ChaosError>>
++ Send
++ Sync
++ 'static {
+    let fail_on = match plan.fault {
+        Fault::Error { stage, id } if stage == index => Some(id),
+        _ => None,
+    };
+    let work = worker(env, panic_on);
+    let injected = env.injected.clone();
+    move |item: Tracked| {
+        let id = item.id;
+        let handed = work(item);
+        let injected = injected.clone();
+        async move {
+            let item = handed.await;
+            if fail_on == Some(id) {
+                injected.fetch_add(1, Ordering::SeqCst);
+                Err(ChaosError::Injected(id))
+            } else {
+                Ok(item)
+            }
+        }
+        .boxed()
+    }
+}
+
 async fn pause(roll: u64) {
     match roll % 16 {
         0..=5 => {}
@@ -720,23 +779,8 @@ fn stage(s: Items, index: usize, stage: Stage, plan: &Plan, env: &Env) -> Items 
             pool::par_map_keyed(s, Workers::new(workers), keys, worker(env, panic_on))
         }
         Stage::TryParMap { workers, ordered } => {
-            let fail_on = match plan.fault {
-                Fault::Error { stage, id } if stage == index => Some(id),
-                _ => None,
-            };
-            let work = worker(env, panic_on);
-            let results = pool::try_par_map(s, Workers::new(workers), ordered, move |item| {
-                let id = item.id;
-                let handed = work(item);
-                async move {
-                    let item = handed.await;
-                    if fail_on == Some(id) {
-                        Err(ChaosError::Injected(id))
-                    } else {
-                        Ok(item)
-                    }
-                }
-            });
+            let call = fallible_worker(env, plan, index, panic_on);
+            let results = pool::try_par_map(s, Workers::new(workers), ordered, call);
             until_err(results, env.errors.clone())
         }
         Stage::RateLimit => s.rate_limit(Rate::per_second(200_000).burst(64)).boxed(),
@@ -787,23 +831,7 @@ fn stage(s: Items, index: usize, stage: Stage, plan: &Plan, env: &Env) -> Items 
             skip_errors,
             retry,
         } => {
-            let fail_on = match plan.fault {
-                Fault::Error { stage, id } if stage == index => Some(id),
-                _ => None,
-            };
-            let work = worker(env, panic_on);
-            let call = move |item: Tracked| {
-                let id = item.id;
-                let handed = work(item);
-                async move {
-                    let item = handed.await;
-                    if fail_on == Some(id) {
-                        Err(ChaosError::Injected(id))
-                    } else {
-                        Ok(item)
-                    }
-                }
-            };
+            let call = fallible_worker(env, plan, index, panic_on);
             let mut first = PipelineStage::new("chaos").workers(workers);
             let mut second = PipelineStage::new("pass").workers(workers.div_ceil(2));
             if !ordered {
@@ -820,9 +848,11 @@ fn stage(s: Items, index: usize, stage: Stage, plan: &Plan, env: &Env) -> Items 
             } else {
                 pipeline.stage(first, call)
             };
-            let pipeline = pipeline.stage(second, |item: Tracked| async move {
-                Ok::<_, ChaosError>(item)
-            });
+            let pipeline =
+                pipeline.stage(
+                    second,
+                    |item: Tracked| async move { Ok::<_, ChaosError>(item) },
+                );
             env.pipelines
                 .lock()
                 .unwrap()
@@ -867,7 +897,9 @@ fn topic_stage(
                 let mut log = log.lock().unwrap();
                 match &polled {
                     Poll::Ready(Some(item)) => log.subs[at].delivered.push(item.id),
-                    Poll::Ready(None) => log.subs[at].ended = Some((sub.missed(), sub.end_reason())),
+                    Poll::Ready(None) => {
+                        log.subs[at].ended = Some((sub.missed(), sub.end_reason()))
+                    }
                     Poll::Pending => {}
                 }
                 polled
@@ -1031,6 +1063,7 @@ fn run(plan: &Plan) -> Result<(), String> {
         ledger: Arc::default(),
         panicked: Arc::default(),
         errors: Arc::default(),
+        injected: Arc::default(),
         left_source: Arc::default(),
         topics: Arc::default(),
         pipelines: Arc::default(),
@@ -1102,18 +1135,40 @@ fn check(plan: &Plan, env: &Env, outcome: &Outcome) -> Result<(), String> {
         (Some(p), false) => return Err(format!("unexpected panic: {p}")),
         (None, false) => {}
     }
+    // Whatever the fault, every topic and pipeline accounts for its items.
+    for (&index, log) in env.topics.lock().unwrap().iter() {
+        check_topic(index, &log.lock().unwrap())?;
+    }
+    for (&index, stats) in env.pipelines.lock().unwrap().iter() {
+        check_pipeline(index, plan.stages[index], stats)?;
+    }
     let errors = env.errors.lock().unwrap().clone();
-    let expect_all = || -> Result<(), String> {
-        let want: HashMap<u64, u64> = (0..plan.items).map(|id| (id, m)).collect();
-        if counts(got) != want {
-            let mut missing: Vec<u64> = (0..plan.items)
-                .filter(|id| counts(got).get(id).copied().unwrap_or(0) < m)
+    // A topic whose subscribers were all cut off stops reading its input:
+    // what was upstream of it is then cut short.
+    let topic_cut = env
+        .topics
+        .lock()
+        .unwrap()
+        .values()
+        .any(|log| log.lock().unwrap().stopped.is_some());
+    let all: Vec<u64> = (0..plan.items).collect();
+    // The whole output, where the contract says what it is: walked stage by
+    // stage from `base`, the ids that left the source.
+    let exactly = |base: &[u64], skipped: Option<(usize, u64)>| -> Result<(), String> {
+        let want = expected_counts(plan, env, base, skipped)?;
+        let have = counts(got);
+        if have != want {
+            let mut short: Vec<u64> = want
+                .iter()
+                .filter(|&(id, n)| have.get(id).copied().unwrap_or(0) < *n)
+                .map(|(id, _)| *id)
                 .collect();
-            missing.truncate(20);
+            short.sort_unstable();
+            short.truncate(20);
             return Err(format!(
-                "{} item(s) out, {} expected; short: {missing:?}",
+                "{} item(s) out, {} expected; short: {short:?}",
                 got.len(),
-                plan.items * m
+                want.values().sum::<u64>()
             ));
         }
         if plan.keeps_order() && got.windows(2).any(|w| w[0] > w[1]) {
@@ -1126,7 +1181,7 @@ fn check(plan: &Plan, env: &Env, outcome: &Outcome) -> Result<(), String> {
             if !errors.is_empty() {
                 return Err(format!("errors without a fault: {errors:?}"));
             }
-            expect_all()?;
+            exactly(&all, None)?;
         }
         Fault::DropBranch { stage, .. } => {
             // A dropped fan-out branch takes nothing with it (while another
@@ -1140,35 +1195,241 @@ fn check(plan: &Plan, env: &Env, outcome: &Outcome) -> Result<(), String> {
                     ..
                 }
             ) {
-                expect_all()?;
+                exactly(&all, None)?;
             }
         }
-        Fault::Error { id, .. } if id < plan.items => {
-            let injected = ChaosError::Injected(id).to_string();
-            if !errors.contains(&injected) {
-                return Err(format!("the injected error was lost: {errors:?}"));
+        Fault::Error { stage, id } => {
+            // The planned item reaches its stage unless a topic before it
+            // may lose it, or a topic cut off its input.
+            let fired = env.injected.load(Ordering::SeqCst) > 0;
+            if id < plan.items && !topic_cut && !plan.may_lose_before(stage) && !fired {
+                return Err(format!("item #{id} never reached stage {stage} to fail"));
+            }
+            match plan.stages[stage] {
+                Stage::Pipeline {
+                    skip_errors: true, ..
+                } => {
+                    // Skipped: the run goes on, short of that item only.
+                    if !errors.is_empty() {
+                        return Err(format!("a skipped error ended the run: {errors:?}"));
+                    }
+                    exactly(&all, Some((stage, id)))?;
+                }
+                _ => {
+                    let injected = ChaosError::Injected(id).to_string();
+                    if fired && !topic_cut && !errors.contains(&injected) {
+                        return Err(format!("the injected error was lost: {errors:?}"));
+                    }
+                }
             }
         }
         Fault::Shutdown { .. } => {
             // Drain: every item that left the source comes out.
             let left = env.left_source.lock().unwrap().clone();
-            let want: HashMap<u64, u64> = left.iter().map(|&id| (id, m)).collect();
-            if counts(got) != want {
-                return Err(format!(
-                    "the drain lost items: {} left the source, {} came out of {}",
-                    left.len(),
-                    got.len(),
-                    left.len() as u64 * m
-                ));
-            }
-            if plan.keeps_order() && *got != left {
-                return Err(format!("the drain reordered items: {got:?}"));
-            }
+            exactly(&left, None).map_err(|why| format!("the drain lost items: {why}"))?;
         }
-        Fault::Error { .. }
-        | Fault::Cancel { .. }
-        | Fault::DropOutput { .. }
-        | Fault::Panic { .. } => {}
+        Fault::Cancel { .. } | Fault::DropOutput { .. } | Fault::Panic { .. } => {}
+    }
+    Ok(())
+}
+
+/// What the output must be where nothing may be lost, item by item, walked
+/// stage by stage from `base`: a broadcast multiplies each item; a topic
+/// must have got all that came to it and passes on what its subscriptions
+/// yielded (its own checks say that is right); a pipeline stage whose error
+/// is skipped (`skipped`: stage and item) loses that item, and its stats
+/// must say so.
+fn expected_counts(
+    plan: &Plan,
+    env: &Env,
+    base: &[u64],
+    skipped: Option<(usize, u64)>,
+) -> Result<HashMap<u64, u64>, String> {
+    let topics = env.topics.lock().unwrap();
+    // Whether a topic after stage `index` cut off its input.
+    let cut_after = |index: usize| {
+        topics
+            .iter()
+            .any(|(&at, log)| at > index && log.lock().unwrap().stopped.is_some())
+    };
+    let mut want = counts(base);
+    for (index, &stage) in plan.stages.iter().enumerate() {
+        match stage {
+            Stage::Split {
+                split: Split::Broadcast { .. },
+                n,
+                ..
+            } => want.values_mut().for_each(|count| *count *= n as u64),
+            Stage::Topic { .. } => {
+                let log = topics[&index].lock().unwrap();
+                let came = counts(&log.upstream);
+                if log.stopped.is_none() && !cut_after(index) && came != want {
+                    return Err(format!(
+                        "topic stage {index} got {} item(s) from upstream, {} expected",
+                        log.upstream.len(),
+                        want.values().sum::<u64>()
+                    ));
+                }
+                let delivered: Vec<u64> = log
+                    .subs
+                    .iter()
+                    .flat_map(|sub| sub.delivered.iter().copied())
+                    .collect();
+                want = counts(&delivered);
+            }
+            Stage::Pipeline { .. } => {
+                let came: u64 = want.values().sum();
+                let lost = match skipped {
+                    Some((at, id)) if at == index => want.remove(&id).unwrap_or(0),
+                    _ => 0,
+                };
+                if !cut_after(index) {
+                    let stats = env.pipelines.lock().unwrap()[&index].clone();
+                    pipeline_went_through(index, &stats, came, lost)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    want.retain(|_, count| *count > 0);
+    Ok(want)
+}
+
+/// A topic accounts for every item it got (see the module docs).
+fn check_topic(index: usize, log: &TopicLog) -> Result<(), String> {
+    let fail = |what: String| Err(format!("topic stage {index}: {what}"));
+    if !log.upstream.starts_with(&log.published) {
+        return fail("published something it never got, or out of order".into());
+    }
+    let published = log.published.len() as u64;
+    // What `publish` should have counted, where every subscription ended
+    // without dropping what it held.
+    let mut received = Some(0);
+    for (i, sub) in log.subs.iter().enumerate() {
+        let policy = sub.policy;
+        let delivered = sub.delivered.len() as u64;
+        if !is_subsequence(&sub.delivered, &log.published) {
+            return fail(format!(
+                "{policy:?} subscription {i} yielded what was not published, or out of order: {:?} of {:?}",
+                sub.delivered, log.published
+            ));
+        }
+        let Some((missed, reason)) = &sub.ended else {
+            // Dropped before its end (the output was dropped, or a panic):
+            // what it held went with it.
+            received = None;
+            continue;
+        };
+        let missed = *missed;
+        let prefix = log.published.starts_with(&sub.delivered);
+        let ok = match (policy, reason) {
+            (_, None) => false,
+            // An abort drops what it held: a prefix where nothing is lost
+            // on the way.
+            (
+                SlowSubscriber::Backpressure | SlowSubscriber::Disconnect,
+                Some(EndReason::Cancelled(_)),
+            ) => {
+                received = None;
+                prefix
+            }
+            (_, Some(EndReason::Cancelled(_))) => {
+                received = None;
+                true
+            }
+            (
+                SlowSubscriber::Backpressure | SlowSubscriber::Disconnect,
+                Some(EndReason::Closed),
+            ) => delivered == published && missed == 0,
+            (SlowSubscriber::DropOldest | SlowSubscriber::DropNewest, Some(EndReason::Closed)) => {
+                delivered + missed == published
+            }
+            (SlowSubscriber::Disconnect, Some(EndReason::Disconnected)) => {
+                prefix && missed == 1 && delivered < published
+            }
+            (_, Some(_)) => false,
+        };
+        if !ok {
+            return fail(format!(
+                "{policy:?} subscription {i} ended ({reason:?}) with {delivered} of {published} published yielded and missed() = {missed}"
+            ));
+        }
+        if let Some(sum) = &mut received {
+            // A DropOldest subscription received what it later lost too.
+            *sum += match policy {
+                SlowSubscriber::DropOldest => delivered + missed,
+                _ => delivered,
+            };
+        }
+    }
+    match received {
+        Some(sum) if sum != log.reached => fail(format!(
+            "publish counted {} deliveries, the subscriptions received {sum}",
+            log.reached
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `part` is `whole` with some items left out.
+fn is_subsequence(part: &[u64], whole: &[u64]) -> bool {
+    let mut whole = whole.iter();
+    part.iter().all(|id| whole.any(|w| w == id))
+}
+
+/// A pipeline's stats account for every item of every stage, whatever the
+/// fault: nothing in flight, nothing running, each item out, failed or
+/// dropped.
+fn check_pipeline(index: usize, stage: Stage, stats: &PipelineStats) -> Result<(), String> {
+    let Stage::Pipeline { skip_errors, .. } = stage else {
+        unreachable!("stats of a pipeline stage")
+    };
+    for s in stats.stages() {
+        let ended = s.items_out + s.errors + s.dropped;
+        let skips_ok = if skip_errors && s.name == "chaos" {
+            s.skipped == s.errors
+        } else {
+            s.skipped == 0
+        };
+        if s.items_in != ended || s.in_flight != 0 || s.running != 0 || !skips_ok {
+            return Err(format!(
+                "pipeline stage {index}: stage {:?} does not account for its items: {s:?}",
+                s.name
+            ));
+        }
+        if s.name == "pass" && s.errors != 0 {
+            return Err(format!(
+                "pipeline stage {index}: the pass-through failed: {s:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A pipeline that nothing stopped: `came` items went in, each came out but
+/// the `lost` ones that failed (and were skipped), and it completed.
+fn pipeline_went_through(
+    index: usize,
+    stats: &PipelineStats,
+    came: u64,
+    lost: u64,
+) -> Result<(), String> {
+    let report = stats.report();
+    let [chaos, pass] = &report.stages[..] else {
+        unreachable!("two stages")
+    };
+    let want = (came, came - lost, lost, 0);
+    let first = (chaos.items_in, chaos.items_out, chaos.errors, chaos.dropped);
+    let second = (
+        pass.items_in + lost,
+        pass.items_out,
+        pass.errors + lost,
+        pass.dropped,
+    );
+    if first != want || second != want || !report.outcome.is_completed() {
+        return Err(format!(
+            "pipeline stage {index}: {came} item(s) in, {lost} to fail, but: {report:?}"
+        ));
     }
     Ok(())
 }
