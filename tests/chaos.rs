@@ -403,15 +403,6 @@ impl Plan {
                         ordered: rng.one_in(2),
                     },
                 );
-                if pool::ORDERED_TRY_ERROR_HANGS {
-                    stages[stage] = match stages[stage] {
-                        Stage::TryParMap { workers, .. } => Stage::TryParMap {
-                            workers,
-                            ordered: false,
-                        },
-                        other => other,
-                    };
-                }
                 Fault::Error {
                     stage,
                     id: rng.range(0, items.max(1) - 1),
@@ -612,21 +603,10 @@ struct SubLog {
 
 type Items = BoxStream<'static, Tracked>;
 
-/// The pool operators in one place. Core-pool's branch changes the shape of
-/// their `try_` forms (the input becomes a `TryStream` of `Result<T, E>`,
-/// `f` gets the `Ok` value, `E: From<ContextError>`): after that merge, only
-/// this module needs to change.
+/// The pool operators in one place (their `try_` forms take a `TryStream`
+/// of `Result<T, E>` and hand `f` the `Ok` value).
 mod pool {
     use super::*;
-
-    /// A known pool defect, for core-pool's branch (the lead flips this to
-    /// `false` after that merge): an ordered `try_par_map` whose `f` fails
-    /// late in the input sometimes never ends (chaos seed
-    /// 1795745364612701237 — `iter(0..136)`, `try_par_map(2)`, `Err` at
-    /// #125 — hangs about once in a few hundred tries, with or without a
-    /// context). While it is `true`, injected errors go to unordered
-    /// `try_` stages only, so that the suite stays green in CI.
-    pub const ORDERED_TRY_ERROR_HANGS: bool = false;
 
     pub fn par_map<F, Fut>(s: Items, workers: Workers, ordered: bool, f: F) -> Items
     where
