@@ -8,12 +8,15 @@
 //! `SOAK_SECS` (default 60) sets how long it runs. Each round builds one
 //! pipeline through every operator — `generate_ahead`, `close_on`,
 //! `rate_limit`, `fan_out`, `broadcast`, `partition`, `fan_in`, `par_map`,
-//! `par_map_unordered`, `par_map_keyed`, `try_par_map`, `prefetch`,
-//! `generate` — bound to a fresh context, takes a random number of items,
-//! then stops it one of three ways (cancel the context, drop the output,
-//! trigger the shutdown). After each round every spawned task must have
-//! ended; after a warm-up, the resident set must stay within a bound of
-//! where it was (read from `/proc/self/statm`, on Linux).
+//! `par_map_unordered`, `par_map_keyed`, `try_par_map`, `prefetch`, a
+//! two-stage `Pipeline` (one stage skipping the items it fails on), a `Topic`
+//! with a Backpressure and a DropOldest subscription, `generate` — bound to
+//! a fresh context, takes a random number of items, then stops it one of
+//! three ways (cancel the context, drop the output, trigger the shutdown).
+//! While a round runs, the live tasks stay under a fixed bound; after each
+//! round every spawned task must have ended; after a warm-up, the resident
+//! set must stay within a bound of where it was (read from
+//! `/proc/self/statm`, on Linux).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,10 +24,15 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use tokio_conc::pipeline::BoxError;
 use tokio_conc::prelude::*;
 
 /// How much the resident set may grow past its post-warm-up level.
 const RSS_SLACK: u64 = 64 << 20;
+/// How many tasks may be alive at once while a round runs: the pools'
+/// workers, the prefetch and branch tasks, the topic's publisher — a fixed
+/// number, whatever the number of items.
+const TASK_BOUND: usize = 128;
 
 /// The resident set in bytes, where the platform tells (Linux).
 fn rss() -> Option<u64> {
@@ -85,9 +93,27 @@ fn pipeline(
         .filter_map(|r| futures::future::ready(r.ok()))
         .prefetch(32)
         .context(ctx);
+    // A pipeline of two stages, the first skipping the items it fails on.
+    let staged = Pipeline::new(mapped)
+        .context(ctx)
+        .stage(
+            Stage::new("check").workers(4).unordered().skip_errors(),
+            |x: u64| async move {
+                if x % 1_000 == 999 {
+                    Err(BoxError::from("every thousandth"))
+                } else {
+                    Ok(x)
+                }
+            },
+        )
+        .stage(Stage::new("pass").workers(2), |x: u64| async move {
+            Ok::<_, BoxError>(x)
+        })
+        .filter_map(|r| futures::future::ready(r.ok()));
+    let published = topic(ctx, staged.boxed());
     // A lazy generator re-yielding the pipeline's items: the last stage.
     generate(move |y| async move {
-        let mut mapped = mapped;
+        let mut mapped = published;
         while let Some(x) = mapped.next().await {
             y.send(x).await?;
         }
@@ -95,6 +121,42 @@ fn pipeline(
     })
     .context(ctx)
     .boxed()
+}
+
+/// A task publishes `s` into a topic bound to `ctx` with a Backpressure and
+/// a DropOldest subscription, merged with `fan_in`; dropping the output
+/// aborts the publisher.
+fn topic(ctx: &TaskContext, s: BoxStream<'static, u64>) -> BoxStream<'static, u64> {
+    let topic = Topic::new(16).context(ctx);
+    let subscriptions = [
+        topic.subscribe().boxed(),
+        topic.subscribe_with(SlowSubscriber::DropOldest).boxed(),
+    ];
+    let publisher = tokio::spawn(async move {
+        let mut s = s;
+        while let Some(x) = s.next().await {
+            if topic.publish(x).await.is_err() || topic.subscriber_count() == 0 {
+                return;
+            }
+        }
+    });
+    let abort = publisher.abort_handle();
+    let guard = AbortOnDrop(abort);
+    fan_in(subscriptions)
+        .map(move |x| {
+            let _ = &guard;
+            x
+        })
+        .boxed()
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[test]
@@ -113,6 +175,7 @@ fn soak_every_operator_under_cancel_and_restart() {
     let warm_up = Instant::now() + Duration::from_secs(secs / 4);
     let mut baseline: Option<u64> = None;
     let mut peak = 0_u64;
+    let mut peak_tasks = 0_usize;
     let (mut rounds, mut consumed) = (0_u64, 0_u64);
     let made = Arc::new(AtomicU64::new(0));
     let mut seed = 0x2545_F491_4F6C_DD1D_u64;
@@ -127,11 +190,20 @@ fn soak_every_operator_under_cancel_and_restart() {
             let shutdown = Shutdown::new();
             let mut out = pipeline(&ctx, &shutdown, made.clone());
             let mut got = 0_u64;
+            let metrics = tokio::runtime::Handle::current().metrics();
             let run = async {
                 while got < take {
                     match out.next().await {
                         Some(_) => got += 1,
                         None => break,
+                    }
+                    if got % 1_024 == 0 {
+                        let tasks = metrics.num_alive_tasks();
+                        peak_tasks = peak_tasks.max(tasks);
+                        assert!(
+                            tasks <= TASK_BOUND,
+                            "round {rounds}: {tasks} tasks alive, more than {TASK_BOUND}"
+                        );
                     }
                 }
                 match stop {
@@ -150,7 +222,6 @@ fn soak_every_operator_under_cancel_and_restart() {
                 .await
                 .unwrap_or_else(|_| panic!("round {rounds} ({stop:?} after {take}) hung"));
             consumed += got;
-            let metrics = tokio::runtime::Handle::current().metrics();
             let settled = Instant::now();
             while metrics.num_alive_tasks() > 0 {
                 assert!(
@@ -176,7 +247,7 @@ fn soak_every_operator_under_cancel_and_restart() {
         }
     }
     eprintln!(
-        "soak: {rounds} rounds, {consumed} items out, {} made, resident set {} MiB after warm-up, peak {} MiB",
+        "soak: {rounds} rounds, {consumed} items out, {} made, resident set {} MiB after warm-up, peak {} MiB, at most {peak_tasks} tasks alive",
         made.load(Ordering::Relaxed),
         baseline.unwrap_or(0) >> 20,
         peak >> 20
