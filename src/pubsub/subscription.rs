@@ -175,6 +175,11 @@ impl<T> Subscription<T> {
     /// live. It may still yield what it holds after this turns `Some`
     /// (except for [`EndReason::Cancelled`]).
     ///
+    /// The first reason stays: a subscription cut off as
+    /// [`Disconnected`](EndReason::Disconnected) whose topic is then
+    /// cancelled still says `Disconnected`, but the cancel, an abort, drops
+    /// what it held — as it does for every subscription.
+    ///
     /// ```
     /// use futures::StreamExt;
     /// use tokio_conc::pubsub::{EndReason, SlowSubscriber, Topic};
