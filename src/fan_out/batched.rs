@@ -304,8 +304,11 @@ mod loom_tests {
     /// The room a slow branch frees by taking one item from its batch — and
     /// nothing else, as it then stops polling — reaches the branch blocked
     /// on it: only `took_one`'s look at the blocked set can wake it.
+    ///
+    /// Catches a blocked branch that parks without looking at the room again,
+    /// or without the fence between the two, and a `took_one` that looks at
+    /// the blocked set without its `SeqCst` pairing.
     #[test]
-    #[ignore = "loom reports a deadlock here that is not explained yet: see docs/reliability.md"]
     fn loom_broadcast_room_freed_by_a_batch_take_wakes_the_blocked() {
         builder().check(|| {
             let source = Chan::new();

@@ -16,6 +16,20 @@
 //!    `any_woken` (acquire) sees the bit. The owner lowers `any_woken`
 //!    *before* it swaps the words to zero: a bit set after the swap raises
 //!    the flag again, so it is collected next round, never dropped.
+//!
+//!    `any_woken` is raised with a read-modify-write (`swap(true, AcqRel)`),
+//!    not a plain store, and that is what makes "sees the flag, sees the bit"
+//!    hold for *every* waker that raised it, not only the last. Two wakers A
+//!    and B may have their flag writes in one order (B's, then A's) and their
+//!    `fetch_or`s on the word in the other. An owner whose `swap(false)`
+//!    reads A's write synchronizes with A; with plain stores it does not
+//!    synchronize with B, so its swap of the word may come before B's
+//!    `fetch_or` — B's bit stays set, B's flag is already lowered, B's
+//!    wake-up is spent, and B's bit never raises the flag again: B is lost.
+//!    A read-modify-write of A reads B's write and so continues B's *release
+//!    sequence*: reading A's write then synchronizes with B as well, and the
+//!    owner's swap of the word sees B's bit. (The model with two wakers,
+//!    below, deadlocks with the plain store.)
 //! 2. **Park, then look.** Before returning `Pending` the owner registers its
 //!    waker and then checks [`ReadyQueue::has_queued`]: a wake-up that came
 //!    before the registration is seen by the check, one after it wakes the
@@ -56,6 +70,8 @@ impl Wake for Entry {
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
         if self.word.fetch_or(self.bit, Ordering::AcqRel) & self.bit == 0 {
+            // A read-modify-write, not a store: it carries the release
+            // sequence of an earlier waker's write (invariant 1).
             self.shared.any_woken.swap(true, Ordering::AcqRel);
             self.shared.owner.wake();
         }
@@ -292,9 +308,12 @@ mod loom_tests {
         });
     }
 
-    /// Two inputs (two bits of one word) woken from two threads.
+    /// Two inputs (two bits of one word) woken from two threads: invariant 1
+    /// with two wakers, whose flag writes and bit writes may be ordered
+    /// differently.
+    /// Needs `any_woken` raised with a read-modify-write (invariant 1): with
+    /// a plain store, loom finds the lost wake-up.
     #[test]
-    #[ignore = "loom reports a lost wake-up here that is not explained yet: see docs/reliability.md"]
     fn loom_wake_ups_from_other_threads_are_never_lost() {
         builder().check(|| {
             let inputs = [Chan::new(), Chan::new()];

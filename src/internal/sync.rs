@@ -4,8 +4,9 @@
 //! for its `CancellationToken`).
 //!
 //! Only the files whose protocols are model-checked take their types from
-//! here — `internal::{waker_set, ready_queue, cancel_watch}` and the fan-out
-//! branches — everything else keeps `std`'s. A `Waker` can be built only from
+//! here — `internal::{waker_set, ready_queue, cancel_watch}`, the fan-out
+//! branches and the pool's hand-off and workers — everything else keeps
+//! `std`'s. A `Waker` can be built only from
 //! a `std::sync::Arc`, so a type that implements `Wake` stays in one; what it
 //! holds comes from here.
 //!
@@ -23,11 +24,15 @@ pub(crate) use futures::task::AtomicWaker;
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(not(all(test, loom)))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(not(all(test, loom)))]
+pub(crate) use std::time::Instant;
 
 #[cfg(all(test, loom))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(all(test, loom))]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+#[cfg(all(test, loom))]
+pub(crate) use model::Instant;
 
 /// `futures`' `AtomicWaker` API over loom's.
 #[cfg(all(test, loom))]
@@ -68,8 +73,10 @@ pub(crate) fn sc_order() {
 #[cfg(all(test, loom))]
 pub(crate) mod model {
     use std::collections::VecDeque;
+    use std::ops::Sub;
     use std::pin::Pin;
     use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
 
     use futures::Stream;
 
@@ -79,6 +86,13 @@ pub(crate) mod model {
     /// preemptions explored per execution — bugs need few — and the other
     /// `LOOM_*` variables work as loom documents them.
     pub(crate) fn builder() -> loom::model::Builder {
+        builder_with(3)
+    }
+
+    /// [`builder`] with a lower default bound, for a model whose three
+    /// threads make every extra preemption cost minutes; `LOOM_MAX_PREEMPTIONS`
+    /// still overrides it.
+    pub(crate) fn builder_with(preemptions: usize) -> loom::model::Builder {
         // `loom::model` installs a log subscriber for `LOOM_LOG`; a builder
         // does not, so this does (once per test binary).
         if std::env::var_os("LOOM_LOG").is_some() {
@@ -91,9 +105,36 @@ pub(crate) mod model {
         }
         let mut builder = loom::model::Builder::new();
         if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
+            builder.preemption_bound = Some(preemptions);
         }
         builder
+    }
+
+    /// The clock of the pool's hand-off and workers in the models: it never
+    /// moves. Their timing only sizes batches and decides when a wake-up is
+    /// worth sending early; a real clock would make an execution's path
+    /// depend on how fast loom ran it, which loom cannot replay. Frozen, no
+    /// time-based wake-up ever fires, so the models also check that nothing
+    /// relies on one to make progress.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub(crate) struct Instant;
+
+    impl Instant {
+        pub(crate) fn now() -> Self {
+            Instant
+        }
+
+        pub(crate) fn elapsed(self) -> Duration {
+            Duration::ZERO
+        }
+    }
+
+    impl Sub for Instant {
+        type Output = Duration;
+
+        fn sub(self, _earlier: Instant) -> Duration {
+            Duration::ZERO
+        }
     }
 
     struct ChanState<T> {

@@ -14,12 +14,13 @@ use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 
 use super::hand_off::{HandOff, Hands, Take};
 use crate::context::TaskContext;
+use crate::internal::sync::Instant;
 
 /// A worker aims to hand its results back about this often: long enough that
 /// the per-batch lock and wake-up vanish next to trivial items, short enough
