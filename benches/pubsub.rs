@@ -13,7 +13,10 @@
 //!   loses none).
 //! * Lossy, capacity 100: a DropOldest `Topic` against `tokio::sync::broadcast`,
 //!   whose slow receivers lose the oldest messages too. Each subscriber's
-//!   messages plus its counted losses must add up to every message.
+//!   messages plus its counted losses must add up to every message. The
+//!   topic is fed both ways: `publish(..).await` (which yields to the
+//!   scheduler now and then, so its subscribers receive more of the
+//!   messages) and `try_publish` (never yields, like tokio's `send`).
 //!
 //! Compare the ratios within one run: `cargo bench --bench pubsub`.
 
@@ -86,12 +89,27 @@ async fn topic_backpressure(n: usize) {
     assert_lossless(&topic_run(topic, subs).await);
 }
 
-async fn topic_drop_oldest(n: usize) {
+/// How the lossy topic's publisher publishes.
+#[derive(Clone, Copy)]
+enum Publish {
+    /// `publish(..).await`: never waits on a DropOldest topic, but takes its
+    /// share of Tokio's cooperative budget (one unit per 16 publishes), so
+    /// the subscribers get to run now and then.
+    Await,
+    /// `try_publish(..)`: never waits and never yields — what
+    /// `tokio::sync::broadcast::Sender::send` does.
+    Try,
+}
+
+async fn topic_drop_oldest(n: usize, how: Publish) {
     let topic = Topic::new(CAPACITY).policy(SlowSubscriber::DropOldest);
     let subs: Vec<_> = (0..n).map(|_| topic.subscribe().with_gaps()).collect();
     let publisher = tokio::spawn(async move {
         for i in 0..MESSAGES {
-            topic.publish(i).await.unwrap();
+            match how {
+                Publish::Await => topic.publish(i).await.map(drop).unwrap(),
+                Publish::Try => topic.try_publish(i).map(drop).unwrap(),
+            }
         }
     });
     let tasks: Vec<_> = subs
@@ -189,8 +207,13 @@ fn pubsub(c: &mut Criterion) {
             },
         );
         group.bench_with_input(id("topic_drop_oldest"), &subscribers, |b, &n| {
-            b.to_async(&rt).iter(|| topic_drop_oldest(n))
+            b.to_async(&rt).iter(|| topic_drop_oldest(n, Publish::Await))
         });
+        group.bench_with_input(
+            id("topic_drop_oldest_try_publish"),
+            &subscribers,
+            |b, &n| b.to_async(&rt).iter(|| topic_drop_oldest(n, Publish::Try)),
+        );
         group.bench_with_input(id("tokio_sync_broadcast_lossy"), &subscribers, |b, &n| {
             b.to_async(&rt).iter(|| async move {
                 let seen = tokio_broadcast_run(n, CAPACITY).await;
