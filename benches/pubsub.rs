@@ -207,7 +207,8 @@ fn pubsub(c: &mut Criterion) {
             },
         );
         group.bench_with_input(id("topic_drop_oldest"), &subscribers, |b, &n| {
-            b.to_async(&rt).iter(|| topic_drop_oldest(n, Publish::Await))
+            b.to_async(&rt)
+                .iter(|| topic_drop_oldest(n, Publish::Await))
         });
         group.bench_with_input(
             id("topic_drop_oldest_try_publish"),
