@@ -370,20 +370,27 @@ fn par_for_each_resumes_a_panic_that_races_a_cancel() {
 // No call starts after the pool's context is cancelled.
 
 /// Item 5's call cancels the pool's context. Returns how many calls started
-/// (the pool called `f`) with the context already cancelled.
+/// (the pool called `f`) after that `cancel()` had returned.
+///
+/// "After it returned", not "once `is_cancelled()` reads true": the token
+/// reads as cancelled a moment before `cancel()` has told its waiters (the
+/// pool's stop flag among them), and a worker on another thread may start
+/// calls in that moment — concurrent with the cancel, not after it.
 async fn calls_started_after_a_cancel_from_inside(workers: usize) -> usize {
     let ctx = TaskContext::background();
     let late = Arc::new(AtomicUsize::new(0));
-    let (c, l) = (ctx.clone(), late.clone());
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (c, l, done) = (ctx.clone(), late.clone(), cancelled.clone());
     let yielded = stream::iter(0..1000_u32)
         .par_map_unordered(Workers::new(workers).context(&ctx), move |x| {
-            if c.is_cancelled() {
+            if done.load(Ordering::SeqCst) {
                 l.fetch_add(1, Ordering::SeqCst);
             }
-            let ctx = c.clone();
+            let (ctx, done) = (c.clone(), done.clone());
             async move {
                 if x == 5 {
                     ctx.cancel();
+                    done.store(true, Ordering::SeqCst);
                 }
                 x
             }
