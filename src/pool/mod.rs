@@ -52,7 +52,9 @@
 //!
 //! * **Input ends:** the items in flight finish and are yielded, then the
 //!   output ends, after every worker task has returned.
-//! * **Context cancelled** (or past its deadline): no call starts after it;
+//! * **Context cancelled** (or past its deadline): no call starts after it
+//!   (once `cancel()` has returned; a worker on another thread may start one
+//!   while `cancel()` is still running);
 //!   running calls are dropped at their next `.await`; nothing more is
 //!   yielded. A plain operator's output then just ends — ask the context
 //!   ([`TaskContext::err`](crate::TaskContext::err)) why; a `try_` operator
